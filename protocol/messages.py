@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .errors import LimitExceeded, MalformedMessage, UnknownOperation, UnsupportedVersion
-from .values import pack_header, unpack_header
+from .values import DataRef, pack_header, unpack_header
 
 #: The protocol version this code speaks.
 PROTOCOL_VERSION = 1
@@ -29,7 +29,7 @@ OPERATIONS: dict[str, tuple[dict[str, type | tuple[type, ...]], dict[str, Any]]]
     "configure": ({"settings": dict}, {}),
     "init": ({"cls": str, "id": str, "opts": dict}, {}),
     "call": ({"id": str, "method": str, "args": dict}, {"out": dict}),
-    "get": ({"id": str, "attr": str}, {"out": dict}),
+    "get": ({"id": str, "attr": str}, {"out": DataRef}),
     "dispose": ({"id": str}, {}),
     "cancel": ({"target": int}, {}),
     "ping": ({}, {}),
@@ -45,6 +45,8 @@ KIND_EVENT = "ev"
 EVENTS = ("progress", "verbose", "warning")
 
 _RID_MAX = 2**63 - 1
+#: Length bounds of an instance id (SPEC 5.4).
+_ID_MAX_CHARS = 128
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,14 @@ class Limits:
 
 
 def message_nbytes(frames: Sequence[Any]) -> int:
-    """Total bytes of all frames."""
-    return sum(memoryview(f).nbytes for f in frames)
+    """Total bytes of all frames.
+
+    Raises :class:`MalformedMessage` if a frame is not a buffer.
+    """
+    try:
+        return sum(memoryview(f).nbytes for f in frames)
+    except TypeError:
+        raise MalformedMessage("every frame must be a byte buffer") from None
 
 
 def check_frame_limits(frames: Sequence[Any], limits: Limits) -> None:
@@ -99,7 +107,14 @@ def check_frame_limits(frames: Sequence[Any], limits: Limits) -> None:
 
 
 def encode(header: dict[str, Any]) -> list[Any]:
-    """Frames for ``header``: the msgpack header, then each array's buffer (not copied)."""
+    """Frames for ``header``: the msgpack header, then each array's buffer (not copied).
+
+    The returned buffers are the caller's C-contiguous arrays themselves. They
+    MUST NOT be mutated until ZeroMQ has finished sending them (SPEC 3.5): send
+    with ``copy=False`` and, for memory that will change, ``track=True`` and wait
+    on the tracker, or pass copies. Raises :class:`~.errors.EncodeError` (or
+    :class:`~.errors.DTypeNotAllowed`) for a value with no wire form.
+    """
     head, buffers = pack_header(header)
     return [head, *buffers]
 
@@ -107,7 +122,9 @@ def encode(header: dict[str, Any]) -> list[Any]:
 def decode(frames: Sequence[Any], limits: Limits | None = None) -> dict[str, Any]:
     """The header map of a message, with arrays as NumPy views of their frames.
 
-    Raises a :class:`~.errors.ProtocolError` subclass on any defect.
+    Arrays are read-only and share memory with the frames (no copy); keep the
+    frames alive while the arrays are in use. Raises a
+    :class:`~.errors.ProtocolError` subclass on any defect, never another exception.
     """
     limits = limits or Limits()
     check_frame_limits(frames, limits)
@@ -137,26 +154,41 @@ def request_id(header: dict[str, Any]) -> int:
     return 0
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def validate_request(header: dict[str, Any]) -> str:
     """Check a request header's common and per-op fields; returns its ``op``.
+
+    ``hello`` is accepted whatever its ``v`` (any integer >= 1): its fields are
+    frozen across versions so that negotiation itself never depends on a
+    version (SPEC 5.1); every other op needs ``v`` in :data:`SUPPORTED_VERSIONS`.
+    Whether ``v`` is the version negotiated on this connection is the caller's
+    (the server session's) check.
 
     Raises
     ------
     UnsupportedVersion, UnknownOperation, MalformedMessage
     """
+    if not isinstance(header, dict):
+        raise MalformedMessage("the header must be a map")
     version = header.get("v")
-    if isinstance(version, bool) or not isinstance(version, int):
+    if not _is_int(version):
         raise MalformedMessage("field 'v' (protocol version) must be an integer")
-    if version not in SUPPORTED_VERSIONS:
-        raise UnsupportedVersion(
-            f"protocol version {version} is not supported; this peer speaks "
-            f"{list(SUPPORTED_VERSIONS)}"
-        )
     if request_id(header) == 0:
         raise MalformedMessage(f"field 'rid' must be an integer in [1, {_RID_MAX}]")
     op = header.get("op")
     if not isinstance(op, str):
         raise MalformedMessage("field 'op' must be a string")
+    if op == "hello":
+        if version < 1:
+            raise MalformedMessage("field 'v' must be >= 1")
+    elif version not in SUPPORTED_VERSIONS:
+        raise UnsupportedVersion(
+            f"protocol version {version} is not supported; this peer speaks "
+            f"{list(SUPPORTED_VERSIONS)}"
+        )
     if op not in OPERATIONS:
         raise UnknownOperation(f"unknown operation {op!r}; known: {sorted(OPERATIONS)}")
     required, optional = OPERATIONS[op]
@@ -167,7 +199,84 @@ def validate_request(header: dict[str, Any]) -> str:
     for name, expected in optional.items():
         if name in header:
             _check_type(name, header[name], expected)
+    _check_op_fields(op, header)
     return op
+
+
+def _check_op_fields(op: str, header: dict[str, Any]) -> None:
+    """Constraints finer than a field's type (SPEC section 5)."""
+    if op == "hello":
+        versions = header["versions"]
+        if not versions or not all(_is_int(v) and v >= 1 for v in versions):
+            raise MalformedMessage("field 'versions' must be a non-empty array of integers >= 1")
+    if "id" in OPERATIONS[op][0]:
+        if not 1 <= len(header["id"]) <= _ID_MAX_CHARS:
+            raise MalformedMessage(f"field 'id' must have 1 to {_ID_MAX_CHARS} characters")
+    if op == "call" and "out" in header:
+        if not all(isinstance(ref, DataRef) for ref in header["out"].values()):
+            raise MalformedMessage("field 'out' must map output names to data references")
+    if op == "cancel" and not 1 <= header["target"] <= _RID_MAX:
+        raise MalformedMessage(f"field 'target' must be a request id in [1, {_RID_MAX}]")
+
+
+def negotiate_version(offered: Sequence[Any]) -> int:
+    """The protocol version to use with a peer that speaks ``offered``: the highest in common.
+
+    Raises
+    ------
+    UnsupportedVersion
+        No version in common.
+    """
+    common = {v for v in offered if _is_int(v)} & set(SUPPORTED_VERSIONS)
+    if not common:
+        raise UnsupportedVersion(
+            f"no common protocol version: peer speaks {list(offered)!r}, this peer speaks "
+            f"{list(SUPPORTED_VERSIONS)}"
+        )
+    return max(common)
+
+
+def reply_kind(header: dict[str, Any]) -> str:
+    """Check a server-to-client header (SPEC 2.2); returns its ``k``.
+
+    For clients: raises :class:`MalformedMessage` when the fields a kind needs
+    are missing or of the wrong type, and :class:`UnsupportedVersion` when ``v``
+    is not an integer this peer speaks.
+    """
+    if not isinstance(header, dict):
+        raise MalformedMessage("the header must be a map")
+    version = header.get("v")
+    if not _is_int(version):
+        raise MalformedMessage("field 'v' (protocol version) must be an integer")
+    if version not in SUPPORTED_VERSIONS:
+        raise UnsupportedVersion(f"protocol version {version} is not supported")
+    rid = header.get("rid")
+    if not _is_int(rid) or not 0 <= rid <= _RID_MAX:
+        raise MalformedMessage(f"field 'rid' must be an integer in [0, {_RID_MAX}]")
+    if not isinstance(header.get("ep"), str):
+        raise MalformedMessage("field 'ep' (server epoch) must be a string")
+    kind = header.get("k")
+    if kind == KIND_OK:
+        if "result" not in header:
+            raise MalformedMessage("an ok reply needs field 'result'")
+    elif kind == KIND_ERROR:
+        error = header.get("error")
+        if not (
+            isinstance(error, dict)
+            and isinstance(error.get("type"), str)
+            and isinstance(error.get("message"), str)
+            and isinstance(error.get("bases"), list)
+            and all(isinstance(b, str) for b in error["bases"])
+        ):
+            raise MalformedMessage("an error reply needs an error object {type, bases, message}")
+    elif kind == KIND_EVENT:
+        if not isinstance(header.get("event"), str) or not isinstance(header.get("data"), dict):
+            raise MalformedMessage("an event needs fields 'event' (str) and 'data' (map)")
+    else:
+        raise MalformedMessage(f"field 'k' must be 'ok', 'err' or 'ev', got {kind!r}")
+    if "dropped" in header and not (_is_int(header["dropped"]) and header["dropped"] >= 0):
+        raise MalformedMessage("field 'dropped' must be a non-negative integer")
+    return kind
 
 
 def request(op: str, rid: int, **fields_: Any) -> dict[str, Any]:
