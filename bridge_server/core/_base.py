@@ -148,10 +148,7 @@ class BaseEstimator:
         stored = self.__dict__.get("_metadata_request")
         if stored is not None:
             return copy.deepcopy(stored)
-        return {
-            method: dict.fromkeys(keys)
-            for method, keys in self._metadata_methods.items()
-        }
+        return {method: dict.fromkeys(keys) for method, keys in self._metadata_methods.items()}
 
     def _set_request(self, method: str, **requests: Any) -> BaseEstimator:
         """Shared body of the ``set_{method}_request`` methods."""
@@ -165,8 +162,7 @@ class BaseEstimator:
         unexpected = set(requests) - set(keys)
         if unexpected:
             raise TypeError(
-                f"Unexpected args: {unexpected} in {method}. "
-                f"Accepted arguments are: {set(keys)}"
+                f"Unexpected args: {unexpected} in {method}. Accepted arguments are: {set(keys)}"
             )
         current = self._metadata_requests()
         method_requests = current.setdefault(method, {})
@@ -184,8 +180,7 @@ class BaseEstimator:
             if isinstance(alias, str) and alias == _UNUSED:
                 if param not in method_requests:
                     raise ValueError(
-                        f"Trying to remove parameter {param} with UNUSED which doesn't"
-                        " exist."
+                        f"Trying to remove parameter {param} with UNUSED which doesn't exist."
                     )
                 del method_requests[param]
             else:

@@ -67,8 +67,9 @@ def _sq_distances_init(A: np.ndarray, B: np.ndarray, B_sq_norms: np.ndarray) -> 
     else:
         out = np.empty((A.shape[0], B.shape[0]), dtype=np.float32)
         n_features = A.shape[1]
-        maxmem = max(((A.shape[0] + B.shape[0]) * n_features + A.shape[0] * B.shape[0]) / 10,
-                     10 * 2**17)
+        maxmem = max(
+            ((A.shape[0] + B.shape[0]) * n_features + A.shape[0] * B.shape[0]) / 10, 10 * 2**17
+        )
         tmp = 2 * n_features
         step = max(int((-tmp + np.sqrt(tmp**2 + 4 * maxmem)) / 2), 1)
         for a0 in range(0, A.shape[0], step):
@@ -564,8 +565,9 @@ def tolerance(X: np.ndarray, tol: float, *, block_rows: int = 1 << 16) -> float:
     n = X.shape[0]
     total = np.zeros((1, X.shape[1]), dtype=X.dtype)
     for start in range(0, n, block_rows):
-        total = np.sum(np.concatenate([total, X[start : start + block_rows]]), axis=0,
-                       keepdims=True)
+        total = np.sum(
+            np.concatenate([total, X[start : start + block_rows]]), axis=0, keepdims=True
+        )
     mean = total / n
     sq_total = np.zeros_like(total)
     for start in range(0, n, block_rows):

@@ -72,12 +72,20 @@ _SCHEMA = EstimatorSchema(
             MethodSpec("partial_fit", _FIT_ARGS, ("X",), "self", long_running=True),
             MethodSpec("predict", ("X",), ("X",), "array", per_sample_output=True),
             MethodSpec(
-                "fit_predict", _FIT_ARGS, ("X",), "array", per_sample_output=True,
+                "fit_predict",
+                _FIT_ARGS,
+                ("X",),
+                "array",
+                per_sample_output=True,
                 long_running=True,
             ),
             MethodSpec("transform", ("X",), ("X",), "array", per_sample_output=True),
             MethodSpec(
-                "fit_transform", _FIT_ARGS, ("X",), "array", per_sample_output=True,
+                "fit_transform",
+                _FIT_ARGS,
+                ("X",),
+                "array",
+                per_sample_output=True,
                 long_running=True,
             ),
             MethodSpec("score", _FIT_ARGS, ("X",), "scalar"),
@@ -293,9 +301,7 @@ class MiniBatchKMeans(BaseEstimator):
     def _check_params_vs_input(self, X: np.ndarray) -> None:
         n_samples = X.shape[0]
         if n_samples < self.n_clusters:
-            raise ValueError(
-                f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}."
-            )
+            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
         self._tol = steps.tolerance(X, self.tol)
 
         if self.n_init == "auto":
@@ -334,8 +340,7 @@ class MiniBatchKMeans(BaseEstimator):
 
         if self.reassignment_ratio < 0:
             raise ValueError(
-                "reassignment_ratio should be >= 0, got "
-                f"{self.reassignment_ratio} instead."
+                f"reassignment_ratio should be >= 0, got {self.reassignment_ratio} instead."
             )
 
     def _validate_center_shape(self, X: np.ndarray, centers: np.ndarray) -> None:
@@ -447,14 +452,9 @@ class MiniBatchKMeans(BaseEstimator):
         else:
             self._no_improvement += 1
 
-        if (
-            self.max_no_improvement is not None
-            and self._no_improvement >= self.max_no_improvement
-        ):
+        if self.max_no_improvement is not None and self._no_improvement >= self.max_no_improvement:
             if self.verbose:
-                emit_verbose(
-                    f"Converged (lack of improvement in inertia) at step {step}/{n_steps}"
-                )
+                emit_verbose(f"Converged (lack of improvement in inertia) at step {step}/{n_steps}")
             return True
         return False
 
@@ -573,9 +573,7 @@ class MiniBatchKMeans(BaseEstimator):
         report_progress(n_steps, n_steps, "fit")
         return X
 
-    def partial_fit(
-        self, X: Any, y: object = None, sample_weight: Any = None
-    ) -> MiniBatchKMeans:
+    def partial_fit(self, X: Any, y: object = None, sample_weight: Any = None) -> MiniBatchKMeans:
         """Update the centers with one minibatch (the whole of X).
 
         The first call initialises the centers from X (no validation subset,
@@ -625,7 +623,10 @@ class MiniBatchKMeans(BaseEstimator):
             labels = allocate_output("labels_", (X.shape[0],), np.int32)
             self.labels_ = labels
             self.inertia_ = steps.labels_inertia(
-                X, sample_weight, self.cluster_centers_, labels,
+                X,
+                sample_weight,
+                self.cluster_centers_,
+                labels,
                 on_block=self._block_done("labels"),
             )
         self.n_steps_ += 1
@@ -656,7 +657,11 @@ class MiniBatchKMeans(BaseEstimator):
         X = self._validate_test_data(X)
         labels = allocate_output("predict", (X.shape[0],), np.int32)
         steps.labels_inertia(
-            X, None, self.cluster_centers_, labels, with_inertia=False,
+            X,
+            None,
+            self.cluster_centers_,
+            labels,
+            with_inertia=False,
             on_block=self._block_done("predict"),
         )
         return labels
@@ -687,9 +692,7 @@ class MiniBatchKMeans(BaseEstimator):
     def _wrap_output(self, data: np.ndarray, original: Any) -> Any:
         config = getattr(self, "_output_config", {}).get("transform", "default")
         if config not in _OUTPUT_CONTAINERS:
-            raise ValueError(
-                f"output config must be in {sorted(_OUTPUT_CONTAINERS)}, got {config}"
-            )
+            raise ValueError(f"output config must be in {sorted(_OUTPUT_CONTAINERS)}, got {config}")
         if config == "default" or not outputs_wrapped():
             return data
         try:
@@ -753,9 +756,7 @@ class MiniBatchKMeans(BaseEstimator):
             ``-sum_i w_i |x_i - c(x_i)|^2``.
         """
         X = self._validate_test_data(X)
-        sample_weight = check_sample_weight(
-            sample_weight, X.shape[0], self.cluster_centers_.dtype
-        )
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], self.cluster_centers_.dtype)
         inertia = steps.labels_inertia(
             X, sample_weight, self.cluster_centers_, on_block=self._block_done("score")
         )

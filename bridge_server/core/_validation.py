@@ -66,9 +66,7 @@ class Interval(Constraint):
     a bound of ``None`` is infinite.
     """
 
-    def __init__(
-        self, kind: type, left: float | None, right: float | None, *, closed: str
-    ) -> None:
+    def __init__(self, kind: type, left: float | None, right: float | None, *, closed: str) -> None:
         self.kind = kind
         self.left = left
         self.right = right
@@ -287,9 +285,7 @@ def check_is_fitted(estimator: object, attribute: str | None = None) -> None:
     if attribute is not None:
         fitted = hasattr(estimator, attribute)
     else:
-        fitted = any(
-            k.endswith("_") and not k.startswith("__") for k in vars(estimator)
-        )
+        fitted = any(k.endswith("_") and not k.startswith("__") for k in vars(estimator))
     if not fitted:
         raise NotFittedError(
             f"This {type(estimator).__name__} instance is not fitted yet. Call 'fit' with "
@@ -333,31 +329,28 @@ def assert_all_finite(
     Scans blocks of :data:`FINITE_CHECK_ROWS` rows so that a memory-mapped
     array of any size is checked with bounded temporaries: a cheap sum per
     block first, an element-wise look only in a block whose sum is not finite.
-    As in scikit-learn, the first non-finite element (in C order) decides
-    between the NaN and the infinity message.
+    As in scikit-learn, a NaN anywhere wins over an infinity.
     """
     if array.dtype.kind not in "fc" or array.size == 0:
         return
     rows = array.reshape(array.shape[0], -1) if array.ndim > 1 else array.reshape(-1, 1)
+    found_inf = False
     for start in range(0, rows.shape[0], FINITE_CHECK_ROWS):
         block = rows[start : start + FINITE_CHECK_ROWS]
         with np.errstate(over="ignore", invalid="ignore"):
             if np.isfinite(block.sum()):
                 continue
-        bad = ~np.isfinite(block)
-        if not bad.any():
-            continue  # the sum merely overflowed
-        first = block.reshape(-1)[int(np.argmax(bad.reshape(-1)))]
-        if np.isnan(first):
+        if np.isnan(block).any():
             message = f"Input {input_name + ' ' if input_name else ''}contains NaN."
             if estimator_name and input_name == "X":
                 message += _NAN_HELP.format(name=estimator_name)
-        else:
-            message = (
-                f"Input {input_name + ' ' if input_name else ''}contains infinity"
-                f" or a value too large for {array.dtype!r}."
-            )
-        raise ValueError(message)
+            raise ValueError(message)
+        found_inf = found_inf or bool(np.isinf(block).any())
+    if found_inf:
+        raise ValueError(
+            f"Input {input_name + ' ' if input_name else ''}contains infinity"
+            f" or a value too large for {array.dtype!r}."
+        )
 
 
 def _dataframe_dtype(frame: Any) -> tuple[np.dtype | None, bool]:
@@ -450,8 +443,10 @@ def check_array(
         array = array.astype(dtype)
     if dtype_orig is not None and dtype_orig.kind == "c":
         raise ValueError(f"Complex data not supported\n{array}\n")
-    result = np.array(array, dtype=dtype, order="C") if copy else np.asarray(
-        array, dtype=dtype, order="C"
+    result = (
+        np.array(array, dtype=dtype, order="C")
+        if copy
+        else np.asarray(array, dtype=dtype, order="C")
     )
     if result.ndim == 0:
         raise ValueError(
@@ -485,9 +480,7 @@ def check_array(
     return result
 
 
-def check_sample_weight(
-    sample_weight: Any, n_samples: int, dtype: np.dtype
-) -> np.ndarray | None:
+def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> np.ndarray | None:
     """Validate ``sample_weight`` for ``n_samples`` rows; ``None`` stays ``None``.
 
     Unit weights are left implicit (``None``) so that no length-``n_samples``

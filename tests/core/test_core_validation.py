@@ -1,0 +1,268 @@
+"""Validation: the same exception types and messages as scikit-learn 1.5.2, taken from it."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+from core_oracle import SkMiniBatchKMeans, record_warnings, sklearn_error
+
+from bridge_server.core import InvalidParameterError, MiniBatchKMeans, NotFittedError
+
+X_OK = np.random.RandomState(0).normal(size=(60, 3))
+
+
+def _same_error(make_call, exc_type=None):
+    """Our call raises the type (or given type) and exact message that scikit-learn's does."""
+    expected = sklearn_error(lambda: make_call(SkMiniBatchKMeans))
+    kind = exc_type or type(expected)
+    if exc_type is None:
+        kind = {
+            "InvalidParameterError": InvalidParameterError,
+            "NotFittedError": NotFittedError,
+        }.get(type(expected).__name__, type(expected))
+    with pytest.raises(kind, match=re.escape(str(expected))) as info:
+        make_call(MiniBatchKMeans)
+    assert str(info.value) == str(expected)
+
+
+BAD_PARAMS = [
+    {"n_clusters": 0},
+    {"n_clusters": 2.5},
+    {"n_clusters": "3"},
+    {"init": "kmeans"},
+    {"init": 3},
+    {"n_init": 0},
+    {"n_init": "many"},
+    {"max_iter": 0},
+    {"tol": -1.0},
+    {"tol": float("nan")},
+    {"verbose": -1},
+    {"verbose": "yes"},
+    {"random_state": -1},
+    {"random_state": "seed"},
+    {"random_state": 2**32},
+    {"batch_size": 0},
+    {"compute_labels": 1},
+    {"max_no_improvement": -1},
+    {"max_no_improvement": 1.5},
+    {"init_size": 0},
+    {"reassignment_ratio": -0.1},
+    {"reassignment_ratio": "big"},
+    {"n_clusters": 0, "batch_size": 0},  # the first in sorted order wins
+]
+
+
+@pytest.mark.parametrize("params", BAD_PARAMS, ids=repr)
+def test_invalid_parameters_raise_sklearns_message_at_fit(params):
+    MiniBatchKMeans(**params)  # never at construction
+    _same_error(lambda cls: cls(**params).fit(X_OK))
+    _same_error(lambda cls: cls(**params).partial_fit(X_OK))
+
+
+def test_invalid_parameter_error_is_value_and_type_error():
+    with pytest.raises(ValueError):
+        MiniBatchKMeans(n_clusters=0).fit(X_OK)
+    with pytest.raises(TypeError):
+        MiniBatchKMeans(n_clusters=0).fit(X_OK)
+
+
+BAD_INPUTS = {
+    "nan": np.array([[1.0, np.nan], [2.0, 3.0], [4.0, 5.0]]),
+    "inf": np.array([[1.0, 2.0], [np.inf, 3.0], [4.0, 5.0]]),
+    "inf_then_nan": np.array([[np.inf, np.nan], [1.0, 2.0]]),
+    "neg_inf32": np.array([[1.0, -np.inf], [2.0, 3.0]], dtype=np.float32),
+    "one_d": np.arange(5.0),
+    "scalar": np.float64(3.0),
+    "empty_rows": np.empty((0, 3)),
+    "empty_features": np.empty((4, 0)),
+    "three_d": np.zeros((2, 2, 2)),
+    "strings": np.array([["a", "b"], ["c", "d"]]),
+    "complex": np.array([[1 + 1j, 2], [3, 4]]),
+    "list_one_d": [1.0, 2.0, 3.0],
+}
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", PendingDeprecationWarning)
+    BAD_INPUTS["matrix"] = np.matrix([[1.0, 2.0], [3.0, 4.0]])
+
+
+@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
+def test_bad_input_raises_sklearns_message(name):
+    X = BAD_INPUTS[name]
+    _same_error(lambda cls: cls(n_clusters=1).fit(X))
+
+
+@pytest.mark.parametrize("name", ["nan", "inf", "one_d", "empty_rows", "strings"])
+def test_bad_input_to_predict_transform_score(name):
+    X = BAD_INPUTS[name]
+    for method in ("predict", "transform", "score"):
+
+        def call(cls, method=method):
+            est = cls(n_clusters=2, random_state=0).fit(np.random.RandomState(0).rand(30, 2))
+            return getattr(est, method)(X)
+
+        _same_error(call)
+
+
+def test_too_few_samples():
+    _same_error(lambda cls: cls(n_clusters=10).fit(X_OK[:5]))
+    _same_error(lambda cls: cls(n_clusters=10).partial_fit(X_OK[:5]))
+
+
+@pytest.mark.parametrize(
+    "init",
+    [np.zeros((2, 3)), np.zeros((3, 2)), np.zeros(3), np.array([[np.nan, 0, 0]] * 3)],
+    ids=["too_few_centers", "too_few_features", "one_d", "nan"],
+)
+def test_bad_init_array(init):
+    _same_error(lambda cls: cls(n_clusters=3, init=init).fit(X_OK))
+
+
+def test_bad_callable_init_shape():
+    def init(X, k, random_state):
+        return X[: k - 1]
+
+    _same_error(lambda cls: cls(n_clusters=3, init=init).fit(X_OK))
+
+
+def test_feature_count_mismatch():
+    def call(cls):
+        return cls(n_clusters=2, random_state=0).fit(X_OK).predict(X_OK[:, :2])
+
+    _same_error(call)
+    _same_error(lambda cls: cls(n_clusters=2).fit(X_OK).partial_fit(X_OK[:, :2]))
+
+
+@pytest.mark.parametrize("method", ["predict", "transform", "score"])
+def test_not_fitted(method):
+    _same_error(lambda cls: getattr(cls(), method)(X_OK))
+    with pytest.raises(ValueError):
+        getattr(MiniBatchKMeans(), method)(X_OK)
+    with pytest.raises(AttributeError):
+        getattr(MiniBatchKMeans(), method)(X_OK)
+
+
+def test_get_feature_names_out_not_fitted():
+    _same_error(lambda cls: cls().get_feature_names_out())
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cluster_centers_",
+        "labels_",
+        "inertia_",
+        "n_iter_",
+        "n_steps_",
+        "n_features_in_",
+        "feature_names_in_",
+    ],
+)
+def test_fitted_attribute_before_fit_is_plain_attribute_error(name):
+    with pytest.raises(AttributeError) as info:
+        getattr(MiniBatchKMeans(), name)
+    assert not isinstance(info.value, NotFittedError)
+
+
+@pytest.mark.parametrize(
+    "sample_weight",
+    [
+        np.ones(10),
+        np.ones((60, 2)),
+        np.array([np.nan] + [1.0] * 59),
+        np.array([np.inf] * 60),
+        np.ones(0),
+    ],
+    ids=["short", "two_d", "nan", "inf", "empty"],
+)
+def test_bad_sample_weight(sample_weight):
+    _same_error(lambda cls: cls(n_clusters=2).fit(X_OK, sample_weight=sample_weight))
+
+    def score(cls):
+        return cls(n_clusters=2, random_state=0).fit(X_OK).score(X_OK, sample_weight=sample_weight)
+
+    _same_error(score)
+
+
+def test_scalar_sample_weight_is_broadcast():
+    ours = MiniBatchKMeans(n_clusters=2, random_state=0).fit(X_OK, sample_weight=2.0)
+    ref = SkMiniBatchKMeans(n_clusters=2, random_state=0).fit(X_OK, sample_weight=2.0)
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-12)
+
+
+def test_sparse_input_is_refused_with_type_error():
+    sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match="only supports dense input"):
+        MiniBatchKMeans(n_clusters=2).fit(sparse.csr_matrix(X_OK))
+    fitted = MiniBatchKMeans(n_clusters=2, random_state=0).fit(X_OK)
+    with pytest.raises(TypeError, match="only supports dense input"):
+        fitted.predict(sparse.csr_array(X_OK))
+
+
+def test_set_params_unknown():
+    expected = sklearn_error(lambda: SkMiniBatchKMeans(n_clusters=3).set_params(foo=1))
+    with pytest.raises(ValueError) as info:
+        MiniBatchKMeans(n_clusters=3).set_params(foo=1)
+    assert str(info.value) == str(expected)
+
+
+# ----------------------------------------------------------------- warnings
+
+
+def _same_warnings(make_call):
+    expected = record_warnings(lambda: make_call(SkMiniBatchKMeans))
+    got = record_warnings(lambda: make_call(MiniBatchKMeans))
+    assert got == expected
+    assert expected  # the scenario does warn
+    return got
+
+
+def test_explicit_init_with_n_init_warns():
+    init = X_OK[:3].copy()
+    got = _same_warnings(lambda cls: cls(n_clusters=3, init=init, n_init=5).fit(X_OK))
+    assert got[0][0] is RuntimeWarning
+
+
+def test_small_init_size_warns():
+    _same_warnings(lambda cls: cls(n_clusters=5, init_size=3, random_state=0).fit(X_OK))
+
+
+def test_feature_name_warnings():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X_OK, columns=["a", "b", "c"])
+    _same_warnings(lambda cls: cls(n_clusters=2, random_state=0).fit(df).predict(X_OK))
+    _same_warnings(lambda cls: cls(n_clusters=2, random_state=0).fit(X_OK).predict(df))
+
+
+def test_feature_name_errors():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X_OK, columns=["a", "b", "c"])
+    for columns in (["a", "c", "b"], ["a", "b", "z"], ["x", "y", "z"]):
+        other = pd.DataFrame(X_OK, columns=columns)
+        _same_error(
+            lambda cls, other=other: cls(n_clusters=2, random_state=0).fit(df).predict(other)
+        )
+    mixed = pd.DataFrame(X_OK, columns=["a", 1, "c"])
+    _same_error(lambda cls: cls(n_clusters=2).fit(mixed))
+
+
+def test_get_feature_names_out_errors():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame(X_OK, columns=["a", "b", "c"])
+    _same_error(
+        lambda cls: cls(n_clusters=2, random_state=0).fit(df).get_feature_names_out(["x", "y", "z"])
+    )
+    _same_error(
+        lambda cls: cls(n_clusters=2, random_state=0).fit(X_OK).get_feature_names_out(["x"])
+    )
+
+
+def test_set_output_bad_value():
+    def call(cls):
+        return (
+            cls(n_clusters=2, random_state=0).fit(X_OK).set_output(transform="nope").transform(X_OK)
+        )
+
+    _same_error(call)
