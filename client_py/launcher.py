@@ -137,6 +137,46 @@ def launch_server(
     LaunchError
         If the server exits or stays silent past ``startup_timeout``.
     """
+    proc, token = _spawn(bind, token, data_dir, extra_args, env, watch_parent)
+    return _wait_ready(proc, token, startup_timeout)
+
+
+async def launch_server_async(
+    *,
+    bind: str = "tcp://127.0.0.1:0",
+    token: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    extra_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    startup_timeout: float = 30.0,
+    watch_parent: bool = True,
+) -> ServerProcess:
+    """:func:`launch_server` for a running event loop: waits without blocking the loop.
+
+    The process is spawned from the calling (event-loop) thread, not a worker
+    thread: on Linux the server asks for a parent-death signal, which the
+    kernel sends when the *thread* that spawned it ends.
+    """
+    import asyncio
+
+    proc, token = _spawn(bind, token, data_dir, extra_args, env, watch_parent)
+    try:
+        return await asyncio.to_thread(_wait_ready, proc, token, startup_timeout)
+    except BaseException:  # cancelled while waiting: leave nothing behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        raise
+
+
+def _spawn(
+    bind: str,
+    token: str | None,
+    data_dir: str | os.PathLike[str] | None,
+    extra_args: Sequence[str],
+    env: dict[str, str] | None,
+    watch_parent: bool,
+) -> tuple[subprocess.Popen[bytes], str]:
     token = token or secrets.token_urlsafe(32)
     cmd = [sys.executable, "-m", "bridge_server", "--bind", bind]
     if data_dir is not None:
@@ -156,6 +196,10 @@ def launch_server(
         env=child_env,
         start_new_session=True,  # a Ctrl-C aimed at the client's terminal is the client's
     )
+    return proc, token
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], token: str, startup_timeout: float) -> ServerProcess:
     deadline = time.monotonic() + startup_timeout
     ready: dict[str, object] | None = None
     result: list[str] = []
