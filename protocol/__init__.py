@@ -33,15 +33,26 @@ from .messages import (
     error_reply,
     event,
     message_nbytes,
+    negotiate_version,
     ok_reply,
+    reply_kind,
     request,
     request_id,
     validate_request,
 )
-from .values import ALLOWED_DTYPES, DataRef, pack_header, to_wire, unpack_header
+from .values import (
+    ALLOWED_DTYPES,
+    MAX_DEPTH,
+    DataRef,
+    Table,
+    pack_header,
+    to_wire,
+    unpack_header,
+)
 
 __all__ = [
     "ALLOWED_DTYPES",
+    "MAX_DEPTH",
     "EVENTS",
     "KIND_ERROR",
     "KIND_EVENT",
@@ -58,6 +69,7 @@ __all__ = [
     "MalformedMessage",
     "ProtocolError",
     "ShapeMismatch",
+    "Table",
     "UnknownOperation",
     "UnsupportedVersion",
     "builtin_bases",
@@ -69,7 +81,9 @@ __all__ = [
     "error_to_wire",
     "event",
     "message_nbytes",
+    "negotiate_version",
     "ok_reply",
+    "reply_kind",
     "pack_header",
     "request",
     "request_id",

@@ -94,12 +94,12 @@ def check_frame_limits(frames: Sequence[Any], limits: Limits) -> None:
         raise LimitExceeded(
             f"message has {len(frames)} frames, more than max_frames={limits.max_frames}"
         )
+    total = message_nbytes(frames)
     header_bytes = memoryview(frames[0]).nbytes
     if header_bytes > limits.max_header_bytes:
         raise LimitExceeded(
             f"header of {header_bytes} bytes exceeds max_header_bytes={limits.max_header_bytes}"
         )
-    total = message_nbytes(frames)
     if total > limits.max_message_bytes:
         raise LimitExceeded(
             f"message of {total} bytes exceeds max_message_bytes={limits.max_message_bytes}"
@@ -110,7 +110,7 @@ def encode(header: dict[str, Any]) -> list[Any]:
     """Frames for ``header``: the msgpack header, then each array's buffer (not copied).
 
     The returned buffers are the caller's C-contiguous arrays themselves. They
-    MUST NOT be mutated until ZeroMQ has finished sending them (SPEC 3.5): send
+    MUST NOT be mutated until ZeroMQ has finished sending them (SPEC 2.3): send
     with ``copy=False`` and, for memory that will change, ``track=True`` and wait
     on the tracker, or pass copies. Raises :class:`~.errors.EncodeError` (or
     :class:`~.errors.DTypeNotAllowed`) for a value with no wire form.
