@@ -837,22 +837,16 @@ class Server:
     # ---------------------------------------------------------------- logging
 
     def _log_error(self, conn: bytes, rid: int, what: str, exc: BaseException) -> None:
-        if isinstance(exc, (ServerError, ProtocolError, CallCancelled)) or not self._internal(exc):
-            log.info("rid=%d %s failed: %s: %s", rid, what, type(exc).__name__, exc)
-        else:
-            log.error("rid=%d %s failed", rid, what, exc_info=exc)
-
-    @staticmethod
-    def _internal(exc: BaseException) -> bool:
-        """Whether an exception looks like a bug of the server rather than a user error."""
-        tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        if tb is None:
-            return False
-        filename = tb.tb_frame.f_code.co_filename
-        return os.sep + "bridge_server" + os.sep in filename and (
-            os.sep + "core" + os.sep not in filename
+        """One line per error reply, with its request id (the traceback at debug level)."""
+        session = self.sessions.for_conn(conn)
+        log.info(
+            "%s rid=%d %s failed: %s: %s",
+            session.label if session else "-",
+            rid,
+            what,
+            type(exc).__name__,
+            exc,
+            exc_info=exc if self._log_requests and not isinstance(exc, ServerError) else None,
         )
 
     def _log_request(

@@ -75,7 +75,9 @@ class Wire:
         frames = self.sock.recv_multipart()
         return decode(frames)
 
-    def collect(self, rid: int, timeout: float = 10.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def collect(
+        self, rid: int, timeout: float = 10.0
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Wait for ``rid``'s reply; returns it and the events that came before it."""
         deadline = time.monotonic() + timeout
         while True:
