@@ -1,0 +1,120 @@
+"""Time the NumPy core's MiniBatchKMeans against scikit-learn 1.5.2's, and check they agree.
+
+Cases:
+  seed   25,000 x 2 blobs on a 10 x 10 grid of centers, k=100, batch 256*cpus,
+         n_init=10 (scikit-learn's plot_birch_vs_minibatchkmeans example)
+  big2d  1,000,000 x 2, k=100, batch 1024, n_init=3
+  wide   200,000 x 50, k=50
+
+For each case: median fit and predict (held-out rows) time per side, the ratios
+core/sklearn, the inertia ratio; asserts the same ``n_steps_`` and identical
+labels. Run ``python benchmarks/core_vs_sklearn.py [--quick] [--repeats N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness import compare, print_table, summarise  # noqa: E402
+from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans  # noqa: E402
+from sklearn.datasets import make_blobs  # noqa: E402
+
+from bridge_server.core import MiniBatchKMeans  # noqa: E402
+
+
+def seed_case() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    xx = np.linspace(-22, 22, 10)
+    xx, yy = np.meshgrid(xx, xx)
+    grid = np.hstack((np.ravel(xx)[:, np.newaxis], np.ravel(yy)[:, np.newaxis]))
+    X, _ = make_blobs(n_samples=25000, centers=grid, random_state=42)
+    X_new, _ = make_blobs(n_samples=25000, centers=grid, random_state=43)
+    params = dict(
+        init="k-means++",
+        n_clusters=100,
+        batch_size=256 * (os.cpu_count() or 1),
+        n_init=10,
+        max_no_improvement=10,
+        verbose=0,
+        random_state=0,
+    )
+    return X, X_new, params
+
+
+def big2d_case() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    X, _ = make_blobs(n_samples=1_000_000, n_features=2, centers=100, random_state=0)
+    X_new, _ = make_blobs(n_samples=200_000, n_features=2, centers=100, random_state=1)
+    return X, X_new, dict(n_clusters=100, batch_size=1024, n_init=3, random_state=0)
+
+
+def wide_case() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    X, _ = make_blobs(n_samples=200_000, n_features=50, centers=50, random_state=0)
+    X_new, _ = make_blobs(n_samples=50_000, n_features=50, centers=50, random_state=1)
+    return X, X_new, dict(n_clusters=50, batch_size=1024, random_state=0)
+
+
+CASES: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, dict[str, Any]]]] = {
+    "seed 25k x 2, k=100": seed_case,
+    "1M x 2, k=100": big2d_case,
+    "200k x 50, k=50": wide_case,
+}
+
+
+def run(repeats: int, warmup: int, only: str | None) -> None:
+    rows = []
+    for name, make in CASES.items():
+        if only and only not in name:
+            continue
+        X, X_new, params = make()
+        ours = MiniBatchKMeans(**params).fit(X)
+        ref = SkMiniBatchKMeans(**params).fit(X)
+        assert ours.n_steps_ == ref.n_steps_, (name, ours.n_steps_, ref.n_steps_)
+        assert np.array_equal(ours.labels_, ref.labels_), name
+        assert np.array_equal(ours.predict(X_new), ref.predict(X_new)), name
+        inertia_ratio = ours.inertia_ / ref.inertia_
+
+        fit_times = compare(
+            {
+                "core": lambda X=X, p=params: MiniBatchKMeans(**p).fit(X),
+                "sklearn": lambda X=X, p=params: SkMiniBatchKMeans(**p).fit(X),
+            },
+            repeats=repeats,
+            warmup=warmup,
+        )
+        predict_times = compare(
+            {
+                "core": lambda X_new=X_new, est=ours: est.predict(X_new),
+                "sklearn": lambda X_new=X_new, est=ref: est.predict(X_new),
+            },
+            repeats=max(repeats, 3),
+            warmup=1,
+        )
+        extra = dict(n_steps=str(ours.n_steps_), inertia=f"{inertia_ratio:.12f}")
+        rows.append(summarise(f"fit     {name}", fit_times, baseline="sklearn", **extra))
+        rows.append(summarise(f"predict {name}", predict_times, baseline="sklearn"))
+        print(f"done: {name}", flush=True)
+    print()
+    print_table(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 timed round, no warm-up fit")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5)")
+    parser.add_argument("--case", default=None, help="run only cases whose name contains this")
+    args = parser.parse_args(argv)
+    repeats, warmup = (1, 0) if args.quick else (args.repeats, 1)
+    run(repeats, warmup, args.case)
+
+
+if __name__ == "__main__":
+    main()
