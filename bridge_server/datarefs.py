@@ -166,6 +166,14 @@ class DataDir:
             self._created[path] = tuple(shape)
         return arr
 
+    def remove_created(self, ref: DataRef) -> None:
+        """Remove an output file this server created (after a failed call)."""
+        path = self._path(ref)
+        with self._lock:
+            created = self._created.pop(path, None)
+        if created is not None:
+            path.unlink(missing_ok=True)
+
     def write_output(self, ref: DataRef, value: np.ndarray) -> DataRef:
         """Write an already computed array to a new output file."""
         value = np.asarray(value)
@@ -253,6 +261,12 @@ class OutputSet:
         arr = self.data_dir.create_output(self.outputs[key], shape, dtype)
         self.allocated[key] = arr
         return arr
+
+    def discard(self) -> None:
+        """Remove the files this call created (it failed: they hold nothing valid)."""
+        for key in self.allocated:
+            self.data_dir.remove_created(self.outputs[key])
+        self.allocated.clear()
 
     def finish(self, result: Any, attributes: Mapping[str, Any]) -> Any:
         """Flush the files; write outputs the core did not allocate; map the result.

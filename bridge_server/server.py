@@ -552,6 +552,11 @@ class Server:
                     value = self._run_call(job)
         except Exception as exc:
             progress.flush()
+            if job.outputs is not None:
+                try:
+                    job.outputs.discard()
+                except OSError as cleanup_error:
+                    log.warning("cannot remove an output file: %s", cleanup_error)
             return False, exc
         progress.flush()
         return True, value
