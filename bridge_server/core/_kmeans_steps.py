@@ -19,7 +19,12 @@ Nothing here allocates ``n_samples x n_clusters``: callers give row blocks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import functools
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -31,6 +36,32 @@ ROW_CHUNK = 256
 
 #: Approximate bytes for one block of the distance matrix in chunked passes.
 BLOCK_BYTES = 1 << 22
+
+
+@functools.cache
+def _blas_controller() -> object | None:
+    """threadpoolctl's controller if threadpoolctl is installed (optional), else None."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
+@contextlib.contextmanager
+def single_threaded_blas(enabled: bool = True) -> Iterator[None]:
+    """Keep BLAS on one thread for the many small per-step products.
+
+    Waking BLAS threads for a 1024-row product costs more than it saves (and
+    scikit-learn does the same in its minibatch loop). Thread counts never
+    change results. A no-op without threadpoolctl, which is not a dependency.
+    """
+    controller = _blas_controller() if enabled else None
+    if controller is None:
+        yield
+        return
+    with controller.limit(limits=1, user_api="blas"):  # type: ignore[attr-defined]
+        yield
 
 
 def rows_per_block(n_clusters: int, itemsize: int) -> int:
@@ -146,7 +177,7 @@ def _sample_sq_distances(
     four (``((d0 + d1) + d2) + d3``), blocks in order, then the remainder one
     by one. ``diff`` is scratch of X's shape.
     """
-    np.take(centers, labels, axis=0, out=diff)
+    np.take(centers, labels, axis=0, out=diff, mode="clip")
     np.subtract(X, diff, out=diff)
     np.multiply(diff, diff, out=diff)
     n_rows, n_features = diff.shape
@@ -156,7 +187,9 @@ def _sample_sq_distances(
         blocks = quads[:, :, 0] + quads[:, :, 1]
         blocks += quads[:, :, 2]
         blocks += quads[:, :, 3]
-        result = np.cumsum(blocks, axis=1)[:, -1] if n_blocks > 1 else blocks[:, 0]
+        result = blocks[:, 0].copy()
+        for j in range(1, n_blocks):
+            result += blocks[:, j]
         rem_start = 4 * n_blocks
     else:
         result = diff[:, 0].copy()
@@ -215,6 +248,9 @@ def labels_inertia(
     block = min(rows_per_block(n_clusters, dtype.itemsize), n_samples)
     centers_m2_t = (-2 * centers).T
     center_norms = row_sq_norms(centers)
+    if not with_inertia and labels_out is not None and n_samples > 2 * block:
+        _parallel_labels(X, centers_m2_t, center_norms, labels_out, block, on_block)
+        return 0.0
     scores = np.empty((block, n_clusters), dtype=dtype)
     labels = np.empty(block, dtype=np.intp)
     diff = np.empty((block, n_features), dtype=dtype)
@@ -237,6 +273,60 @@ def labels_inertia(
         if on_block is not None:
             on_block(stop, n_samples)
     return float(total)
+
+
+def _parallel_labels(
+    X: np.ndarray,
+    centers_m2_t: np.ndarray,
+    center_norms: np.ndarray,
+    labels_out: np.ndarray,
+    block: int,
+    on_block: Callable[[int, int], None] | None,
+) -> None:
+    """Labels of many blocks on a few threads (NumPy releases the GIL in each operation).
+
+    Blocks are independent and start on chunk boundaries, so the labels are
+    the same as one thread's. BLAS is kept on one thread meanwhile.
+    """
+    n_samples = X.shape[0]
+    n_clusters = center_norms.shape[0]
+    dtype = center_norms.dtype
+    n_threads = max(1, min(4, os.cpu_count() or 1))
+    local = threading.local()
+
+    def work(start: int) -> int:
+        if not hasattr(local, "scores"):
+            local.scores = np.empty((block, n_clusters), dtype=dtype)
+            local.labels = np.empty(block, dtype=np.intp)
+        stop = min(start + block, n_samples)
+        xb = X[start:stop]
+        if xb.dtype != dtype:
+            xb = xb.astype(dtype)
+        rows = stop - start
+        lab = _assign_labels(
+            xb, centers_m2_t, center_norms, local.labels[:rows], local.scores[:rows]
+        )
+        labels_out[start:stop] = lab
+        return stop
+
+    with single_threaded_blas(), ThreadPoolExecutor(n_threads) as pool:
+        pending = []
+        starts = iter(range(0, n_samples, block))
+        try:
+            # A bounded window of blocks in flight, collected in order.
+            for start in starts:
+                pending.append(pool.submit(work, start))
+                if len(pending) > 2 * n_threads:
+                    done = pending.pop(0).result()
+                    if on_block is not None:
+                        on_block(done, n_samples)
+            for future in pending:
+                done = future.result()
+                if on_block is not None:
+                    on_block(done, n_samples)
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def euclidean_distances_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray) -> None:
@@ -365,7 +455,10 @@ class StepWorkspace:
         self.diff = np.empty((batch_size, n_features), dtype=dtype)
         self.scratch = np.empty(batch_size + 1, dtype=dtype)
         self.flat_index = np.empty((batch_size, n_features), dtype=np.intp)
-        self.feature_offsets = np.arange(n_features, dtype=np.intp)
+        # Row c holds the flat positions of center c's features in a (k, f) array.
+        self.flat_table = np.arange(n_clusters * n_features, dtype=np.intp).reshape(
+            n_clusters, n_features
+        )
         self.acc = np.empty((n_clusters, n_features), dtype=dtype)
 
 
@@ -398,9 +491,7 @@ def _accumulate_centers(
         np.add.at(batch_weight, labels, sample_weight)
         contrib = np.multiply(X, sample_weight[:, np.newaxis], out=ws.diff[:n_rows])
     acc = np.multiply(centers, weight_sums[:, np.newaxis], out=ws.acc)
-    flat = ws.flat_index[:n_rows]
-    np.multiply(labels[:, np.newaxis], n_features, out=flat)
-    flat += ws.feature_offsets
+    flat = np.take(ws.flat_table, labels, axis=0, out=ws.flat_index[:n_rows], mode="clip")
     np.add.at(acc.reshape(-1), flat.reshape(-1), contrib.reshape(-1))
 
     received = batch_weight > 0
@@ -538,9 +629,7 @@ def large_batch_step(
         else:
             np.add.at(batch_weight, lab, swb)
             contrib = np.multiply(xb, swb[:, np.newaxis], out=ws.diff[: stop - start])
-        flat = ws.flat_index[: stop - start]
-        np.multiply(lab[:, np.newaxis], n_features, out=flat)
-        flat += ws.feature_offsets
+        flat = np.take(ws.flat_table, lab, axis=0, out=ws.flat_index[: stop - start], mode="clip")
         np.add.at(acc.reshape(-1), flat.reshape(-1), contrib.reshape(-1))
         check_cancelled()
     received = batch_weight > 0

@@ -520,38 +520,41 @@ class MiniBatchKMeans(BaseEstimator):
         workspace = steps.StepWorkspace(batch_size, self.n_clusters, n_features, X.dtype)
         verbose = bool(self.verbose)
         step = 0
-        for step in range(n_steps):
-            batch_idx = random_state.randint(0, n_samples, batch_size)
-            # mode="clip" only avoids take's buffering; the indices are in range.
-            xb = np.take(X, batch_idx, axis=0, out=workspace.X, mode="clip")
-            swb = (
-                None
-                if sample_weight is None
-                else np.take(sample_weight, batch_idx, out=workspace.weights, mode="clip")
-            )
-            batch_inertia = steps.mini_batch_step(
-                xb,
-                swb,
-                centers,
-                centers_new,
-                self._counts,
-                random_state,
-                workspace,
-                random_reassign=self._random_reassign(),
-                reassignment_ratio=self.reassignment_ratio,
-                verbose=verbose,
-            )
-            if self._tol > 0.0:
-                centers_squared_diff = np.sum((centers_new - centers) ** 2)
-            else:
-                centers_squared_diff = 0
-            centers, centers_new = centers_new, centers
-            if self._mini_batch_convergence(
-                step, n_steps, n_samples, centers_squared_diff, batch_inertia
-            ):
-                break
-            report_progress(step + 1, n_steps, "fit")
-            check_cancelled()
+        batch_inertia = 0.0
+        # Limiting BLAS threads costs a few ms: only worth it for long loops.
+        with steps.single_threaded_blas(enabled=n_steps >= 200):
+            for step in range(n_steps):
+                batch_idx = random_state.randint(0, n_samples, batch_size)
+                # mode="clip" only avoids take's buffering; the indices are in range.
+                xb = np.take(X, batch_idx, axis=0, out=workspace.X, mode="clip")
+                swb = (
+                    None
+                    if sample_weight is None
+                    else np.take(sample_weight, batch_idx, out=workspace.weights, mode="clip")
+                )
+                batch_inertia = steps.mini_batch_step(
+                    xb,
+                    swb,
+                    centers,
+                    centers_new,
+                    self._counts,
+                    random_state,
+                    workspace,
+                    random_reassign=self._random_reassign(),
+                    reassignment_ratio=self.reassignment_ratio,
+                    verbose=verbose,
+                )
+                if self._tol > 0.0:
+                    centers_squared_diff = np.sum((centers_new - centers) ** 2)
+                else:
+                    centers_squared_diff = 0
+                centers, centers_new = centers_new, centers
+                if self._mini_batch_convergence(
+                    step, n_steps, n_samples, centers_squared_diff, batch_inertia
+                ):
+                    break
+                report_progress(step + 1, n_steps, "fit")
+                check_cancelled()
 
         self.cluster_centers_ = centers
         self._n_features_out = self.cluster_centers_.shape[0]
