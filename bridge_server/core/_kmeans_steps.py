@@ -35,7 +35,7 @@ from ._validation import is_close
 ROW_CHUNK = 256
 
 #: Approximate bytes for one block of the distance matrix in chunked passes.
-BLOCK_BYTES = 1 << 22
+BLOCK_BYTES = 1 << 20
 
 
 @functools.cache
