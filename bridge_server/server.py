@@ -139,9 +139,17 @@ class Server:
         Checked configuration.
     estimators : mapping of str to type, optional
         Classes ``init`` may instantiate; the core's ``ESTIMATORS`` by default.
+    context : zmq.Context, optional
+        The ZeroMQ context to use (an embedding process may share its own, for
+        ``inproc://`` endpoints); a private one by default.
     """
 
-    def __init__(self, config: ServerConfig, estimators: Mapping[str, type] | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        estimators: Mapping[str, type] | None = None,
+        context: zmq.Context | None = None,
+    ) -> None:
         if estimators is None:
             from bridge_server.core import ESTIMATORS
 
@@ -155,7 +163,8 @@ class Server:
         self.endpoint = ""
         self._token = config.token.encode()
         self._describe = dispatch.describe(self.estimators)
-        self._zctx = zmq.Context()
+        self._own_context = context is None
+        self._zctx = zmq.Context() if context is None else context
         self._router = self._zctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._router.setsockopt(zmq.LINGER, _LINGER_MS)
@@ -829,7 +838,8 @@ class Server:
             time.sleep(_BACKLOG_RETRY_S)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._router.close(linger=_LINGER_MS)
-        self._zctx.term()
+        if self._own_context:
+            self._zctx.term()
         os.close(self._wake_r)
         os.close(self._wake_w)
         log.info("stopped (%s)", self._stop_reason)

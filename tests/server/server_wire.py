@@ -40,10 +40,20 @@ class Wire:
         When given, ``hello`` is sent at once.
     """
 
-    def __init__(self, endpoint: str, token: str | None = None, session: str | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        token: str | None = None,
+        session: str | None = None,
+        *,
+        context: zmq.Context | None = None,
+        rcvhwm: int | None = None,
+    ) -> None:
         self.endpoint = endpoint
-        self.sock = CONTEXT.socket(zmq.DEALER)
+        self.sock = (context or CONTEXT).socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        if rcvhwm is not None:
+            self.sock.setsockopt(zmq.RCVHWM, rcvhwm)
         self.sock.connect(endpoint)
         self._rids = itertools.count(1)
         self._inbox: dict[int, list[dict[str, Any]]] = defaultdict(list)

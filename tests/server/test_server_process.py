@@ -53,8 +53,12 @@ def test_new_requests_during_shutdown_get_server_shutting_down(launch, long_X):
     while w.recv_one(20).get("event") != "progress":
         pass
     srv.process.send_signal(signal.SIGINT)
-    time.sleep(0.2)
-    reply, _ = w.request("ping", timeout=5)
+    deadline = time.monotonic() + 5
+    while True:  # the signal and the ping race: ping until the signal has landed
+        reply, _ = w.request("ping", timeout=5)
+        if reply["k"] == "err" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert reply["error"]["type"] == "ServerShuttingDown"
     assert "RuntimeError" in reply["error"]["bases"]
     reply, _ = w.collect(rid, timeout=15)
