@@ -210,6 +210,8 @@ class Server:
         endpoint = self.config.bind
         if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
             endpoint = endpoint[:-2] + ":*"
+        if endpoint.startswith("tcp://["):
+            self._router.setsockopt(zmq.IPV6, 1)
         self._router.bind(endpoint)
         self.endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         if self.config.parent_pid is not None:
@@ -581,9 +583,13 @@ class Server:
         method = getattr(inst.obj, spec.name)
         value = method(**args)
         if job.outputs is not None:
-            value = job.outputs.finish(
-                value, {name: getattr(inst.obj, name, None) for name in job.outputs.outputs}
-            )
+            # Only per-sample attribute names reach getattr (check_outputs vetted them).
+            attributes = {
+                name: getattr(inst.obj, name, None)
+                for name in job.outputs.outputs
+                if name in inst.schema.per_sample_attributes
+            }
+            value = job.outputs.finish(value, attributes)
         return dispatch.call_result(spec, value, inst)
 
     def _read_attribute(self, inst: Instance, attr: str, outputs: OutputSet | None = None) -> Any:
