@@ -252,6 +252,10 @@ class _ArrayDecoder:
         self.frames = frames
         self.used = [False] * len(frames)
         self.max_array_bytes = max_array_bytes
+        # Only a table payload is decoded with this hook again; a table inside a
+        # table would let a small header recurse through msgpack's C unpacker
+        # (tens of KiB of C stack per level) until the process segfaults.
+        self.in_table = False
 
     def __call__(self, code: int, data: bytes) -> Any:
         if code == EXT_NDARRAY:
@@ -281,6 +285,9 @@ class _ArrayDecoder:
         raise MalformedMessage(f"unknown extension type {code}")
 
     def _table(self, data: bytes) -> Table:
+        if self.in_table:
+            raise MalformedMessage("a table cannot contain a table")
+        self.in_table = True  # no reset needed on error: the whole decode fails
         try:
             # Nested arrays refer to this message's frames: decode with this same hook.
             payload = msgpack.unpackb(
@@ -294,6 +301,7 @@ class _ArrayDecoder:
             raise
         except Exception as exc:
             raise MalformedMessage(f"malformed extension payload: {exc}") from None
+        self.in_table = False
         if not isinstance(payload, dict) or not {"columns", "data"} <= payload.keys():
             raise MalformedMessage("a table must be a map with 'columns' and 'data'")
         if not payload.keys() <= {"columns", "data", "index"}:

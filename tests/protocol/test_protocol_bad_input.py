@@ -104,6 +104,17 @@ def test_msgpack_timestamps_are_refused(raw):
         protocol.decode([b"\x81\xa1x\x91" + raw])
 
 
+@pytest.mark.parametrize("levels", [1, 20_000])
+def test_table_inside_table_is_refused_without_recursing(levels):
+    # 20,000 levels fit in a 400 KB header; recursing through msgpack's C
+    # unpacker once per level used to overflow the C stack (segfault).
+    inner = msgpack.packb({"columns": [], "data": None})
+    for _ in range(levels):
+        inner = msgpack.packb({"columns": [], "data": msgpack.ExtType(4, inner)})
+    with pytest.raises(MalformedMessage):
+        protocol.decode([msgpack.packb({"x": msgpack.ExtType(4, inner)})])
+
+
 def test_limits_on_frames():
     limits = Limits(max_frames=3, max_header_bytes=64, max_array_bytes=16, max_message_bytes=100)
     with pytest.raises(LimitExceeded):
