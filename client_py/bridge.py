@@ -40,6 +40,7 @@ import protocol
 from protocol import Limits
 
 from .errors import (
+    AuthenticationFailed,
     BridgeConnectionError,
     CallTimeout,
     IncompatibleServer,
@@ -318,7 +319,15 @@ class PythonBridge:
                 warnings.warn(str(data.get("message", "")), cls, stacklevel=stacklevel + 1)
         if reply["k"] == "ok":
             return reply.get("result")
-        raise remote_error(reply.get("error"))
+        error = remote_error(reply.get("error"))
+        if isinstance(error, AuthenticationFailed) and op != "hello":
+            # Past hello this means the server dropped the session (its lease ran out).
+            self._break(
+                f"the server at {self.endpoint} closed this bridge's session "
+                f"(its lease ran out?): {error}"
+            )
+            raise BridgeConnectionError(self._broken or str(error)) from error
+        raise error
 
     def _check_limits(self, frames: list[Any]) -> None:
         limits = self._limits
@@ -518,8 +527,9 @@ class PythonBridge:
                 await task
         self._tasks = []
         if self._sock is not None:
-            with contextlib.suppress(zmq.ZMQError):
-                self._sock.disable_monitor()
+            if self._monitor is not None and not self._monitor.closed:
+                with contextlib.suppress(zmq.ZMQError):
+                    self._sock.disable_monitor()
             self._sock.close(linger=0)
         if self._monitor is not None:
             self._monitor.close(linger=0)
@@ -553,12 +563,12 @@ class _Heartbeat(threading.Thread):
         self.interval = interval
         self.reply_timeout = reply_timeout
         self.on_broken = on_broken
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._rids = itertools.count(1)
 
     def stop(self) -> None:
         """Ask the thread to end and wait for it briefly."""
-        self._stop.set()
+        self._stopping.set()
         if self.is_alive() and threading.current_thread() is not self:
             self.join(1.0)
 
@@ -582,17 +592,17 @@ class _Heartbeat(threading.Thread):
                 self._exchange(sock, "bye", {})
                 self._report("the server no longer knows this bridge's session")
                 return
-            while not self._stop.wait(self.interval):
+            while not self._stopping.wait(self.interval):
                 if self._exchange(sock, "ping", {}) is None:
                     return
         except Exception as exc:  # never let the heartbeat die silently
-            if not self._stop.is_set():
+            if not self._stopping.is_set():
                 self._report(f"the heartbeat to {self.endpoint} failed: {exc}")
         finally:
             sock.close(linger=0)
 
     def _report(self, reason: str) -> None:
-        if not self._stop.is_set():
+        if not self._stopping.is_set():
             self.on_broken(reason)
 
     def _exchange(self, sock: zmq.Socket, op: str, fields: dict[str, Any]) -> dict[str, Any] | None:
@@ -600,7 +610,7 @@ class _Heartbeat(threading.Thread):
         rid = next(self._rids)
         sock.send_multipart(protocol.encode({"v": 1, "op": op, "rid": rid, **fields}))
         deadline = time.monotonic() + self.reply_timeout
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._report(

@@ -132,6 +132,36 @@ class Table:
             return self.data.copy() if copy else self.data
         return self.data.astype(dtype)
 
+    def __dataframe__(self, nan_as_null: bool = False, allow_copy: bool = True) -> _TableColumns:
+        """The part of the DataFrame interchange protocol scikit-learn reads: column names.
+
+        scikit-learn's ``_get_feature_names`` takes an object's feature names
+        from ``X.__dataframe__().column_names()``; a consumer of the full
+        interchange protocol should use ``np.asarray(table)`` instead.
+        """
+        return _TableColumns(self)
+
+
+class _TableColumns:
+    """Names and counts of a :class:`Table` (a subset of the interchange protocol)."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def column_names(self) -> list[str]:
+        """The column names, in order."""
+        return list(self._table.columns)
+
+    def num_columns(self) -> int:
+        """Number of columns."""
+        return self._table.data.shape[1]
+
+    def num_rows(self) -> int:
+        """Number of rows."""
+        return self._table.data.shape[0]
+
 
 def _table_ext(table: Table, buffers: list[Any], depth: int) -> msgpack.ExtType:
     content: dict[str, Any] = {"columns": list(table.columns), "data": table.data}
