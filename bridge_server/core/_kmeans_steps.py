@@ -24,7 +24,6 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -36,6 +35,12 @@ ROW_CHUNK = 256
 
 #: Approximate bytes for one block of the distance matrix in chunked passes.
 BLOCK_BYTES = 1 << 20
+
+#: Most features for which :class:`Scorer` folds ``|c|^2`` into the GEMM.
+FOLD_MAX_FEATURES = 2
+
+#: Blocks per thread below which labelling stays on the calling thread.
+PARALLEL_MIN_BLOCKS = 4
 
 
 @functools.cache
@@ -116,56 +121,115 @@ def _sq_distances_init(A: np.ndarray, B: np.ndarray, B_sq_norms: np.ndarray) -> 
     return out
 
 
-def _block_scores(
-    X: np.ndarray, centers_m2_t: np.ndarray, center_norms: np.ndarray, out: np.ndarray
-) -> np.ndarray:
-    """``|c|^2 - 2 x.c`` for a block of rows, computed in :data:`ROW_CHUNK`-row GEMMs.
+def _fold_probe(dtype: np.dtype, n_features: int) -> bool:
+    """Whether folding ``|c|^2`` into the product is bitwise exact here (see :class:`Scorer`)."""
+    rng = np.random.RandomState(12345)  # a private generator: never the caller's draws
+    n_rows, n_clusters = 2 * ROW_CHUNK, 67
+    for scale in (1.0, 1e-3, 1e3):
+        X = (rng.normal(size=(n_rows, n_features)) * scale + 3 * scale).astype(dtype)
+        C = (rng.normal(size=(n_clusters, n_features)) * scale).astype(dtype)
+        plain, folded = (
+            Scorer(n_clusters, n_features, dtype, fold=False),
+            Scorer(n_clusters, n_features, dtype, fold=True),
+        )
+        plain.set_centers(C)
+        folded.set_centers(C)
+        a = plain.scores(X, plain.row_buffer(n_rows), np.empty((n_rows, n_clusters), dtype))
+        b = folded.scores(X, folded.row_buffer(n_rows), np.empty((n_rows, n_clusters), dtype))
+        if not np.array_equal(a, b):
+            return False
+    return True
+
+
+@functools.cache
+def _fold_norms(dtype: np.dtype, n_features: int) -> bool:
+    """Whether :class:`Scorer` may fold ``|c|^2`` into the GEMM for this dtype and width.
+
+    Only for at most :data:`FOLD_MAX_FEATURES` features: OpenBLAS's x86 kernels
+    accumulate ``K <= 3`` in order in one register per output, but not
+    larger ``K`` (folded and separate adds were seen to differ from 3
+    features on). Kernels are picked at run time, so a probe on this machine
+    confirms it once per process.
+    """
+    return n_features <= FOLD_MAX_FEATURES and _fold_probe(dtype, n_features)
+
+
+class Scorer:
+    """``|c|^2 - 2 x.c`` of row blocks against fixed centers, as scikit-learn's GEMM does.
+
+    scikit-learn starts its GEMM's output from ``|c|^2`` (``beta=1``, ``alpha=-2``),
+    so the norm is added inside the kernel. NumPy's ``matmul`` has no ``beta``:
+    by default the norms are added in a second pass over the (rows, k) scores,
+    which costs as much as the product itself for 2 features. When
+    :func:`_fold_norms` allows, the rows get a trailing column of ones and the
+    centers a trailing row of norms instead, so the kernel adds the norm as
+    the last term of the same in-order accumulation: the same rounding
+    (``-2`` scaling is exact either way), one pass less.
 
     Parameters
     ----------
-    X : ndarray of shape (n_rows, n_features)
-        Rows starting on a chunk boundary.
-    centers_m2_t : ndarray of shape (n_features, n_clusters)
-        ``(-2 * centers).T``; scaling by -2 is exact, so this equals scaling the
-        product, and saves a pass over the block.
-    center_norms : ndarray of shape (n_clusters,)
-    out : ndarray of shape (n_rows, n_clusters)
-
-    Returns
-    -------
-    out
+    n_clusters, n_features : int
+    dtype : numpy dtype
+    fold : bool or None
+        Force folding on or off (the probe); None asks :func:`_fold_norms`.
     """
-    n_rows = X.shape[0]
-    full = n_rows // ROW_CHUNK if n_rows > ROW_CHUNK else 0
-    if full:
-        head = full * ROW_CHUNK
-        np.matmul(
-            X[:head].reshape(full, ROW_CHUNK, X.shape[1]),
-            centers_m2_t,
-            out=out[:head].reshape(full, ROW_CHUNK, out.shape[1]),
-        )
-        if head < n_rows:
-            np.matmul(X[head:], centers_m2_t, out=out[head:])
-    else:
-        np.matmul(X, centers_m2_t, out=out)
-    out += center_norms
-    return out
 
+    def __init__(
+        self, n_clusters: int, n_features: int, dtype: np.dtype, *, fold: bool | None = None
+    ) -> None:
+        dtype = np.dtype(dtype)
+        self.fold = _fold_norms(dtype, n_features) if fold is None else fold
+        self.n_features = n_features
+        self.dtype = dtype
+        width = n_features + 1 if self.fold else n_features
+        # Filled row-wise as (k, width) and used transposed: the same (Fortran)
+        # layout as ``(-2 * centers).T``.
+        self._buf = np.empty((n_clusters, width), dtype=dtype)
+        self.matrix = self._buf.T
+        self.norms = self._buf[:, n_features] if self.fold else np.empty(n_clusters, dtype)
 
-def _assign_labels(
-    X: np.ndarray,
-    centers_m2_t: np.ndarray,
-    center_norms: np.ndarray,
-    labels: np.ndarray,
-    scores: np.ndarray,
-) -> np.ndarray:
-    """Index of the nearest center for each row (first one on ties), into ``labels``.
+    def set_centers(self, centers: np.ndarray) -> None:
+        """Score against ``centers`` (n_clusters, n_features) from now on."""
+        np.multiply(centers, -2, out=self._buf[:, : self.n_features])
+        np.einsum("ij,ij->i", centers, centers, out=self.norms)
 
-    ``scores`` is scratch of shape (n_rows, n_clusters).
-    """
-    _block_scores(X, centers_m2_t, center_norms, scores)
-    np.argmin(scores, axis=1, out=labels)
-    return labels
+    def row_buffer(self, n_rows: int) -> np.ndarray | None:
+        """Scratch that :meth:`scores` needs for up to ``n_rows`` rows (None when not folding)."""
+        if not self.fold:
+            return None
+        buf = np.empty((n_rows, self.n_features + 1), dtype=self.dtype)
+        buf[:, self.n_features] = 1
+        return buf
+
+    def scores(self, X: np.ndarray, rows: np.ndarray | None, out: np.ndarray) -> np.ndarray:
+        """Scores of the rows of ``X`` (starting on a chunk boundary) into ``out``.
+
+        ``rows`` is this scorer's :meth:`row_buffer` (at least ``len(X)`` rows).
+        Products are taken in :data:`ROW_CHUNK`-row GEMMs, as scikit-learn's.
+        """
+        n_rows = X.shape[0]
+        if self.fold:
+            assert rows is not None
+            lhs = rows[:n_rows]
+            np.copyto(lhs[:, : self.n_features], X)
+        else:
+            lhs = X
+        rhs = self.matrix
+        full = n_rows // ROW_CHUNK if n_rows > ROW_CHUNK else 0
+        if full:
+            head = full * ROW_CHUNK
+            np.matmul(
+                lhs[:head].reshape(full, ROW_CHUNK, lhs.shape[1]),
+                rhs,
+                out=out[:head].reshape(full, ROW_CHUNK, out.shape[1]),
+            )
+            if head < n_rows:
+                np.matmul(lhs[head:], rhs, out=out[head:])
+        else:
+            np.matmul(lhs, rhs, out=out)
+        if not self.fold:
+            out += self.norms
+        return out
 
 
 def _sample_sq_distances(
@@ -212,6 +276,55 @@ def _sequential_sum(values: np.ndarray, start: np.generic, scratch: np.ndarray) 
     return buf[n]
 
 
+def _n_threads() -> int:
+    """Threads for labelling big inputs: the usable cores, at most 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+class _BlockLabeller:
+    """One thread's buffers for labelling blocks of rows (and their squared distances)."""
+
+    def __init__(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray | None,
+        centers: np.ndarray,
+        scorer: Scorer,
+        block: int,
+        labels_out: np.ndarray | None,
+        with_inertia: bool,
+    ) -> None:
+        dtype = centers.dtype
+        self.X, self.sample_weight, self.centers, self.scorer = X, sample_weight, centers, scorer
+        self.labels_out, self.with_inertia = labels_out, with_inertia
+        self.rows = scorer.row_buffer(block)
+        self.scores = np.empty((block, centers.shape[0]), dtype=dtype)
+        self.labels = np.empty(block, dtype=np.intp)
+        self.diff = np.empty((block, centers.shape[1]), dtype=dtype) if with_inertia else None
+
+    def run(self, start: int, stop: int) -> np.ndarray | None:
+        """Label rows ``start:stop``; return their (weighted) squared distances if asked."""
+        n = stop - start
+        xb = self.X[start:stop]
+        if xb.dtype != self.centers.dtype:
+            xb = xb.astype(self.centers.dtype)
+        lab = self.labels[:n]
+        np.argmin(self.scorer.scores(xb, self.rows, self.scores[:n]), axis=1, out=lab)
+        if self.labels_out is not None:
+            self.labels_out[start:stop] = lab
+        if not self.with_inertia:
+            return None
+        assert self.diff is not None
+        sq = _sample_sq_distances(xb, self.centers, lab, self.diff[:n])
+        if self.sample_weight is not None:
+            sq *= self.sample_weight[start:stop]
+        return sq
+
+
 def labels_inertia(
     X: np.ndarray,
     sample_weight: np.ndarray | None,
@@ -222,6 +335,12 @@ def labels_inertia(
     on_block: Callable[[int, int], None] | None = None,
 ) -> float:
     """Labels and inertia of ``X`` against ``centers``, in blocks of rows.
+
+    Big inputs are labelled on a few threads (NumPy releases the GIL in each
+    operation; BLAS is kept on one thread meanwhile). Blocks start on chunk
+    boundaries, so labels do not depend on which thread did a block, and the
+    calling thread adds up the blocks' distances in row order, so the inertia
+    is the same sequential sum as on one thread.
 
     Parameters
     ----------
@@ -235,7 +354,9 @@ def labels_inertia(
     with_inertia : bool
         Whether to compute the inertia (sum of weighted squared distances).
     on_block : callable(done, total) or None
-        Called after each block (progress, cancellation).
+        Called on the calling thread after each of its blocks with the rows
+        done so far (progress, cancellation); an exception from it stops the
+        other threads and propagates.
 
     Returns
     -------
@@ -246,87 +367,87 @@ def labels_inertia(
     n_clusters = centers.shape[0]
     dtype = centers.dtype
     block = min(rows_per_block(n_clusters, dtype.itemsize), n_samples)
-    centers_m2_t = (-2 * centers).T
-    center_norms = row_sq_norms(centers)
-    if not with_inertia and labels_out is not None and n_samples > 2 * block:
-        _parallel_labels(X, centers_m2_t, center_norms, labels_out, block, on_block)
-        return 0.0
-    scores = np.empty((block, n_clusters), dtype=dtype)
-    labels = np.empty(block, dtype=np.intp)
-    diff = np.empty((block, n_features), dtype=dtype)
+    n_blocks = -(-n_samples // block)
+    scorer = Scorer(n_clusters, n_features, dtype)
+    scorer.set_centers(centers)
+    n_threads = min(_n_threads(), n_blocks // PARALLEL_MIN_BLOCKS) or 1
+
+    def labeller() -> _BlockLabeller:
+        return _BlockLabeller(X, sample_weight, centers, scorer, block, labels_out, with_inertia)
+
     scratch = np.empty(block + 1, dtype=dtype)
     total = dtype.type(0)
-    for start in range(0, n_samples, block):
-        stop = min(start + block, n_samples)
-        rows = stop - start
-        xb = X[start:stop]
-        if xb.dtype != dtype:
-            xb = xb.astype(dtype)
-        lab = _assign_labels(xb, centers_m2_t, center_norms, labels[:rows], scores[:rows])
-        if labels_out is not None:
-            labels_out[start:stop] = lab
-        if with_inertia:
-            sq = _sample_sq_distances(xb, centers, lab, diff[:rows])
-            if sample_weight is not None:
-                sq *= sample_weight[start:stop]
-            total = _sequential_sum(sq, total, scratch)
-        if on_block is not None:
-            on_block(stop, n_samples)
-    return float(total)
+    if n_threads == 1:
+        state = labeller()
+        for start in range(0, n_samples, block):
+            stop = min(start + block, n_samples)
+            sq = state.run(start, stop)
+            if sq is not None:
+                total = _sequential_sum(sq, total, scratch)
+            if on_block is not None:
+                on_block(stop, n_samples)
+        return float(total)
 
+    lock = threading.Lock()
+    blocks = iter(range(n_blocks))
+    # Distances of blocks finished out of order, until every block before them is added.
+    waiting: dict[int, np.ndarray] = {}
+    progress = {"rows": 0, "next": 0}
+    stop_event = threading.Event()
+    errors: list[BaseException] = []
 
-def _parallel_labels(
-    X: np.ndarray,
-    centers_m2_t: np.ndarray,
-    center_norms: np.ndarray,
-    labels_out: np.ndarray,
-    block: int,
-    on_block: Callable[[int, int], None] | None,
-) -> None:
-    """Labels of many blocks on a few threads (NumPy releases the GIL in each operation).
+    def finish(index: int, rows: int, sq: np.ndarray | None) -> int:
+        """Record a finished block; add every block now in row order. Returns the rows done."""
+        nonlocal total
+        with lock:
+            progress["rows"] += rows
+            if sq is not None:
+                # A copy: the thread's buffer is reused for its next block.
+                waiting[index] = sq.copy()
+                while progress["next"] in waiting:
+                    total = _sequential_sum(waiting.pop(progress["next"]), total, scratch)
+                    progress["next"] += 1
+            return progress["rows"]
 
-    Blocks are independent and start on chunk boundaries, so the labels are
-    the same as one thread's. BLAS is kept on one thread meanwhile.
-    """
-    n_samples = X.shape[0]
-    n_clusters = center_norms.shape[0]
-    dtype = center_norms.dtype
-    n_threads = max(1, min(4, os.cpu_count() or 1))
-    local = threading.local()
+    def work(state: _BlockLabeller, after: Callable[[int, int], None] | None) -> None:
+        while not stop_event.is_set():
+            with lock:
+                index = next(blocks, None)
+            if index is None:
+                return
+            start = index * block
+            stop = min(start + block, n_samples)
+            rows_done = finish(index, stop - start, state.run(start, stop))
+            if after is not None:
+                after(rows_done, n_samples)
 
-    def work(start: int) -> int:
-        if not hasattr(local, "scores"):
-            local.scores = np.empty((block, n_clusters), dtype=dtype)
-            local.labels = np.empty(block, dtype=np.intp)
-        stop = min(start + block, n_samples)
-        xb = X[start:stop]
-        if xb.dtype != dtype:
-            xb = xb.astype(dtype)
-        rows = stop - start
-        lab = _assign_labels(
-            xb, centers_m2_t, center_norms, local.labels[:rows], local.scores[:rows]
-        )
-        labels_out[start:stop] = lab
-        return stop
-
-    with single_threaded_blas(), ThreadPoolExecutor(n_threads) as pool:
-        pending = []
-        starts = iter(range(0, n_samples, block))
+    def helper(state: _BlockLabeller) -> None:
         try:
-            # A bounded window of blocks in flight, collected in order.
-            for start in starts:
-                pending.append(pool.submit(work, start))
-                if len(pending) > 2 * n_threads:
-                    done = pending.pop(0).result()
-                    if on_block is not None:
-                        on_block(done, n_samples)
-            for future in pending:
-                done = future.result()
-                if on_block is not None:
-                    on_block(done, n_samples)
+            work(state, None)
+        except BaseException as exc:  # re-raised on the calling thread
+            errors.append(exc)
+            stop_event.set()
+
+    helpers = [
+        threading.Thread(target=helper, args=(labeller(),), daemon=True)
+        for _ in range(n_threads - 1)
+    ]
+    with single_threaded_blas():
+        for thread in helpers:
+            thread.start()
+        try:
+            work(labeller(), on_block)
+        except BaseException:
+            stop_event.set()
+            raise
         finally:
-            for future in pending:
-                future.cancel()
+            for thread in helpers:
+                thread.join()
+    if errors:
+        raise errors[0]
+    if on_block is not None:
+        on_block(n_samples, n_samples)
+    return float(total)
 
 
 def euclidean_distances_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray) -> None:
@@ -450,16 +571,35 @@ class StepWorkspace:
         self.capacity = batch_size
         self.X = np.empty((batch_size, n_features), dtype=dtype)
         self.weights = np.empty(batch_size, dtype=dtype)
+        self.scorer = Scorer(n_clusters, n_features, dtype)
+        self.rows = self.scorer.row_buffer(batch_size)
         self.scores = np.empty((batch_size, n_clusters), dtype=dtype)
         self.labels = np.empty(batch_size, dtype=np.intp)
         self.diff = np.empty((batch_size, n_features), dtype=dtype)
         self.scratch = np.empty(batch_size + 1, dtype=dtype)
+        # bincount with all-zero bins sums float64 weights left to right: the
+        # batch inertia's sequential sum without cumsum's full-length output.
+        self.zeros = np.zeros(batch_size, dtype=np.intp) if dtype == np.float64 else None
         self.flat_index = np.empty((batch_size, n_features), dtype=np.intp)
         # Row c holds the flat positions of center c's features in a (k, f) array.
         self.flat_table = np.arange(n_clusters * n_features, dtype=np.intp).reshape(
             n_clusters, n_features
         )
         self.acc = np.empty((n_clusters, n_features), dtype=dtype)
+
+    def assign(self, X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+        """Nearest of ``centers`` for each row of the batch ``X`` (a view of workspace memory)."""
+        n_rows = X.shape[0]
+        self.scorer.set_centers(centers)
+        labels = self.labels[:n_rows]
+        np.argmin(self.scorer.scores(X, self.rows, self.scores[:n_rows]), axis=1, out=labels)
+        return labels
+
+    def batch_inertia(self, sq: np.ndarray) -> np.generic:
+        """``sq`` summed left to right in its dtype."""
+        if self.zeros is not None:
+            return np.bincount(self.zeros[: sq.shape[0]], weights=sq, minlength=1)[0]
+        return _sequential_sum(sq, sq.dtype.type(0), self.scratch)
 
 
 def _accumulate_centers(
@@ -522,7 +662,12 @@ def _reassign_small_centers(
     without replacement; their weight is reset to the smallest weight kept.
     """
     n_rows = X.shape[0]
-    to_reassign = weight_sums < reassignment_ratio * weight_sums.max()
+    threshold = reassignment_ratio * weight_sums.max()
+    if not weight_sums.min() < threshold:
+        # Nothing to reassign, and resetting no weight is a no-op: skip the
+        # masks (this runs every step when 10 * n_clusters <= batch_size).
+        return
+    to_reassign = weight_sums < threshold
     if to_reassign.sum() > 0.5 * n_rows:
         keep = np.argsort(weight_sums)[int(0.5 * n_rows) :]
         to_reassign[keep] = False
@@ -574,13 +719,11 @@ def mini_batch_step(
         The batch inertia against ``centers`` (before the update).
     """
     n_rows = X.shape[0]
-    labels = _assign_labels(
-        X, (-2 * centers).T, row_sq_norms(centers), ws.labels[:n_rows], ws.scores[:n_rows]
-    )
+    labels = ws.assign(X, centers)
     sq = _sample_sq_distances(X, centers, labels, ws.diff[:n_rows])
     if sample_weight is not None:
         sq *= sample_weight
-    inertia = _sequential_sum(sq, centers.dtype.type(0), ws.scratch)
+    inertia = ws.batch_inertia(sq)
     _accumulate_centers(X, sample_weight, labels, centers, centers_new, weight_sums, ws)
     if random_reassign and reassignment_ratio > 0:
         _reassign_small_centers(
@@ -611,17 +754,15 @@ def large_batch_step(
     dtype = centers.dtype
     block = min(rows_per_block(n_clusters, dtype.itemsize), n_rows)
     ws = StepWorkspace(block, n_clusters, n_features, dtype)
-    centers_m2_t = (-2 * centers).T
-    center_norms = row_sq_norms(centers)
+    ws.scorer.set_centers(centers)
     labels = np.empty(n_rows, dtype=np.intp)
     acc = np.multiply(centers, weight_sums[:, np.newaxis])
     batch_weight = np.zeros(n_clusters, dtype=dtype)
     for start in range(0, n_rows, block):
         stop = min(start + block, n_rows)
         xb = X[start:stop]
-        lab = _assign_labels(
-            xb, centers_m2_t, center_norms, labels[start:stop], ws.scores[: stop - start]
-        )
+        lab = labels[start:stop]
+        np.argmin(ws.scorer.scores(xb, ws.rows, ws.scores[: stop - start]), axis=1, out=lab)
         swb = None if sample_weight is None else sample_weight[start:stop]
         if swb is None:
             batch_weight += np.bincount(lab, minlength=n_clusters).astype(dtype)
