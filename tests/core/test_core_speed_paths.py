@@ -1,0 +1,97 @@
+"""The fast paths give the same numbers as the plain ones: folded norms, threaded labelling."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from core_oracle import SkMiniBatchKMeans
+
+from bridge_server.core import MiniBatchKMeans, _kmeans_steps
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_features", [1, 2, 3])
+def test_folded_scores_equal_separate_add(dtype, n_features):
+    rng = np.random.RandomState(n_features)
+    for X, C in [
+        (rng.randint(-5, 5, size=(700, n_features)), rng.randint(-5, 5, size=(37, n_features))),
+        (np.round(rng.normal(size=(700, n_features)) * 10, 1), rng.normal(size=(37, n_features))),
+        (rng.normal(size=(700, n_features)) * 1e3 + 1e4, rng.normal(size=(37, n_features)) * 1e3),
+    ]:
+        X, C = X.astype(dtype), C.astype(dtype)
+        plain = _kmeans_steps.Scorer(37, n_features, dtype, fold=False)
+        auto = _kmeans_steps.Scorer(37, n_features, dtype)
+        plain.set_centers(C)
+        auto.set_centers(C)
+        a = plain.scores(X, plain.row_buffer(700), np.empty((700, 37), dtype))
+        b = auto.scores(X, auto.row_buffer(700), np.empty((700, 37), dtype))
+        np.testing.assert_array_equal(a, b)
+        # Plain is the reference arithmetic: product of 256-row chunks, then + |c|^2.
+        ref = np.concatenate([X[i : i + 256] @ (-2 * C).T for i in range(0, 700, 256)])
+        np.testing.assert_array_equal(a, ref + np.einsum("ij,ij->i", C, C))
+
+
+@pytest.mark.parametrize("with_weights", [False, True])
+def test_threaded_labels_and_inertia_equal_one_thread(monkeypatch, with_weights):
+    rng = np.random.RandomState(0)
+    X = np.round(rng.normal(size=(20_000, 2)) * 5, 1)
+    sw = rng.uniform(0.5, 2, size=20_000) if with_weights else None
+    centers = X[rng.choice(20_000, 30, replace=False)]
+    monkeypatch.setattr(_kmeans_steps, "BLOCK_BYTES", 1)  # one 256-row chunk per block
+    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 1)
+    labels_one = np.empty(20_000, np.int32)
+    inertia_one = _kmeans_steps.labels_inertia(X, sw, centers, labels_one)
+    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 3)
+    labels_many = np.empty(20_000, np.int32)
+    seen: list[int] = []
+    inertia_many = _kmeans_steps.labels_inertia(
+        X, sw, centers, labels_many, on_block=lambda done, total: seen.append(done)
+    )
+    np.testing.assert_array_equal(labels_one, labels_many)
+    assert inertia_one == inertia_many  # summed in row order whichever thread did a block
+    assert seen == sorted(seen) and seen[-1] == 20_000
+    only_labels = np.empty(20_000, np.int32)
+    assert _kmeans_steps.labels_inertia(X, sw, centers, only_labels, with_inertia=False) == 0.0
+    np.testing.assert_array_equal(labels_one, only_labels)
+
+
+def test_threaded_labels_stop_on_error(monkeypatch):
+    X = np.random.RandomState(1).normal(size=(20_000, 2))
+    monkeypatch.setattr(_kmeans_steps, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 2)
+    before = threading.active_count()
+
+    def cancel(done: int, total: int) -> None:
+        if done > 2_000:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _kmeans_steps.labels_inertia(X, None, X[:5], np.empty(20_000, np.int32), on_block=cancel)
+    assert threading.active_count() == before  # helpers joined
+
+    real_run = _kmeans_steps._BlockLabeller.run
+
+    def failing_run(self, start, stop):
+        if threading.current_thread() is not threading.main_thread():
+            raise MemoryError("helper failed")
+        time.sleep(0.001)  # leave the helper blocks to fail on
+        return real_run(self, start, stop)
+
+    monkeypatch.setattr(_kmeans_steps._BlockLabeller, "run", failing_run)
+    with pytest.raises(MemoryError, match="helper failed"):
+        _kmeans_steps.labels_inertia(X, None, X[:5], np.empty(20_000, np.int32))
+    assert threading.active_count() == before
+
+
+def test_threaded_predict_matches_sklearn(monkeypatch):
+    rng = np.random.RandomState(3)
+    X = np.round(rng.normal(size=(30_000, 2)) * 3, 1)
+    ours = MiniBatchKMeans(n_clusters=20, random_state=0).fit(X)
+    ref = SkMiniBatchKMeans(n_clusters=20, random_state=0).fit(X)
+    monkeypatch.setattr(_kmeans_steps, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 2)
+    np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+    np.testing.assert_allclose(ours.score(X), ref.score(X), rtol=1e-10)
