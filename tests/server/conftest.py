@@ -58,14 +58,3 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 def long_X() -> np.ndarray:
     """Data for fits that run until cancelled (300k x 2)."""
     return np.random.RandomState(0).rand(300_000, 2)
-
-
-#: Options of a fit that runs far longer than any test waits.
-LONG_FIT = {"n_clusters": 8, "max_iter": 100_000, "max_no_improvement": None, "random_state": 0}
-
-
-def small_X(seed: int = 0, n: int = 500) -> np.ndarray:
-    """Small blobs-like data."""
-    rng = np.random.RandomState(seed)
-    centers = rng.rand(4, 2) * 10
-    return centers[rng.randint(4, size=n)] + rng.randn(n, 2) * 0.3

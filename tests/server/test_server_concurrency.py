@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from conftest import LONG_FIT, small_X
+from server_testdata import LONG_FIT, small_X
 
 from bridge_server.core import CallContext, MiniBatchKMeans, call_context
 

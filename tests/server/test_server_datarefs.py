@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import small_X
+from server_testdata import small_X
 from server_wire import RemoteErr
 
 from protocol import DataRef

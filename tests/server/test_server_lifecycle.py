@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import small_X
+from server_testdata import small_X
 from server_wire import RemoteErr
 from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans
 

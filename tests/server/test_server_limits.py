@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgpack
 import numpy as np
 import pytest
-from conftest import small_X
+from server_testdata import small_X
 from server_wire import RemoteErr, Wire
 
 from protocol import encode, request

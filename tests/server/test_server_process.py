@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import LONG_FIT, small_X
+from server_testdata import LONG_FIT, small_X
 from server_wire import Wire
 
 from client_py.launcher import launch_server

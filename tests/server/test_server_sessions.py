@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import small_X
+from server_testdata import small_X
 from server_wire import RemoteErr, Wire
 
 
