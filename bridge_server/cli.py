@@ -27,7 +27,10 @@ from .config import (
     TOKEN_ENV,
     ConfigError,
     ServerConfig,
+    check_curve_available,
     default_workers,
+    is_loopback_endpoint,
+    read_curve_secret_key,
 )
 
 _LIMIT_HELP = {
@@ -73,6 +76,21 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="where to write {endpoint, token, epoch, pid} (mode 0600) when the token is "
         "generated (default: $XDG_RUNTIME_DIR/skbridge/skbridge-PID.json or "
         "~/.skbridge/skbridge-PID.json)",
+    )
+    curve = net.add_mutually_exclusive_group()
+    curve.add_argument(
+        "--curve",
+        action="store_true",
+        help="encrypt every connection with CURVE, using a key pair generated at start; its "
+        "public key is printed, and written to the ready line and the connection file "
+        "(clients pass it as server_public_key)",
+    )
+    curve.add_argument(
+        "--curve-secret-key-file",
+        type=Path,
+        metavar="PATH",
+        help="encrypt every connection with CURVE, using the secret key in PATH (a ZeroMQ "
+        "certificate's .key_secret file, or the bare 40-character Z85 key)",
     )
     work = parser.add_argument_group("work")
     work.add_argument(
@@ -135,6 +153,16 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     if generated:
         token = secrets.token_urlsafe(32)
     limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
+    curve_key: bytes | None = None
+    curve_generated = False
+    if getattr(args, "curve_secret_key_file", None) is not None:
+        curve_key = read_curve_secret_key(args.curve_secret_key_file)
+    elif getattr(args, "curve", False):
+        check_curve_available()
+        import zmq
+
+        curve_key = zmq.curve_keypair()[1]
+        curve_generated = True
     heartbeat = min(args.heartbeat, args.lease / 3) if args.lease > 0 else args.heartbeat
     return ServerConfig(
         bind=args.bind,
@@ -151,6 +179,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         allow_remote=args.allow_remote,
         parent_pid=args.parent_pid,
         debug=args.debug,
+        curve_secret_key=curve_key,
+        curve_generated=curve_generated,
     )
 
 
@@ -179,6 +209,12 @@ def serve(args: argparse.Namespace) -> int:
             "the token was given on the command line, where other users can read it; "
             "prefer the %s environment variable",
             TOKEN_ENV,
+        )
+    if config.curve_secret_key is None and not is_loopback_endpoint(config.bind):
+        logging.getLogger("bridge_server").warning(
+            "serving %s without CURVE: requests, results and the token cross the network "
+            "unencrypted; pass --curve or --curve-secret-key-file",
+            config.bind,
         )
     from .server import run
 

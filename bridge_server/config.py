@@ -65,6 +65,12 @@ class ServerConfig:
         Exit when this process is gone.
     debug : bool
         Put tracebacks in error replies' ``detail``.
+    curve_secret_key : bytes or None
+        The server's CURVE secret key (Z85, 40 bytes): when set, every
+        connection is encrypted and clients must know the matching public key.
+    curve_generated : bool
+        Whether the key pair was generated at start (``--curve``): its public
+        key is then printed and written to the connection file.
     """
 
     bind: str = DEFAULT_BIND
@@ -81,6 +87,8 @@ class ServerConfig:
     allow_remote: bool = False
     parent_pid: int | None = None
     debug: bool = False
+    curve_secret_key: bytes | None = field(default=None, repr=False)
+    curve_generated: bool = False
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for a configuration the server refuses."""
@@ -99,12 +107,63 @@ class ServerConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if self.data_dir is not None and not self.data_dir.is_dir():
             raise ConfigError(f"--data-dir {self.data_dir} is not a directory")
+        if self.curve_secret_key is not None:
+            check_curve_available()
+            curve_public_key(self.curve_secret_key)
         if not self.allow_remote and not is_loopback_endpoint(self.bind):
             raise ConfigError(
                 f"refusing to bind {self.bind}: it is reachable from other machines; "
                 "bind a loopback address (tcp://127.0.0.1:PORT) or ipc://, "
                 "or pass --allow-remote if you mean it"
             )
+
+
+def check_curve_available() -> None:
+    """Raise :class:`ConfigError` when this libzmq was built without CURVE."""
+    import zmq
+
+    if not zmq.has("curve"):
+        raise ConfigError(
+            f"CURVE encryption was asked for, but this libzmq ({zmq.zmq_version()}) was built "
+            "without it (zmq.has('curve') is False); install a pyzmq wheel with libsodium "
+            "or a libzmq built --with-libsodium"
+        )
+
+
+def curve_public_key(secret_key: bytes) -> bytes:
+    """The Z85 public key of a Z85 CURVE secret key; :class:`ConfigError` if it is not one."""
+    import zmq
+
+    if len(secret_key) != 40:
+        raise ConfigError("a CURVE secret key is 40 characters of Z85")
+    try:
+        return zmq.curve_public(secret_key)
+    except (zmq.ZMQError, ValueError) as exc:
+        raise ConfigError(f"not a valid CURVE secret key: {exc}") from None
+
+
+def read_curve_secret_key(path: Path) -> bytes:
+    """The Z85 CURVE secret key stored at ``path``.
+
+    Accepts a ZeroMQ certificate (``zmq.auth.create_certificates``'s
+    ``*.key_secret`` file, ``secret-key = "..."``) or a file holding just the
+    40-character key.
+    """
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the CURVE secret key file {path}: {exc}") from None
+    for line in text.splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and name.strip() == "secret-key":
+            return value.strip().strip('"').encode("ascii")
+    bare = text.strip()
+    if len(bare) == 40 and "\n" not in bare:
+        return bare.encode("ascii")
+    raise ConfigError(
+        f"{path} holds no CURVE secret key (a 40-character Z85 key, or a ZeroMQ "
+        "certificate with a secret-key line)"
+    )
 
 
 def _is_loopback_host(host: str) -> bool:

@@ -20,7 +20,14 @@ def default_connection_dir() -> Path:
     return Path.home() / ".skbridge"
 
 
-def write_connection_file(path: Path | None, endpoint: str, token: str, epoch: str) -> Path:
+def write_connection_file(
+    path: Path | None,
+    endpoint: str,
+    token: str,
+    epoch: str,
+    *,
+    curve_public_key: str | None = None,
+) -> Path:
     """Write the connection file (mode 0600) and return its path.
 
     Parameters
@@ -28,6 +35,9 @@ def write_connection_file(path: Path | None, endpoint: str, token: str, epoch: s
     path : Path or None
         Where to write it; by default ``skbridge-<pid>.json`` in
         :func:`default_connection_dir`.
+    curve_public_key : str, optional
+        The server's CURVE public key (Z85), stored as ``curve_public_key``
+        when the server encrypts.
     """
     if path is None:
         directory = default_connection_dir()
@@ -35,7 +45,11 @@ def write_connection_file(path: Path | None, endpoint: str, token: str, epoch: s
         path = directory / f"skbridge-{os.getpid()}.json"
         # A file left by an earlier process that had our pid is stale.
         path.unlink(missing_ok=True)
-    content = json.dumps({"endpoint": endpoint, "token": token, "epoch": epoch, "pid": os.getpid()})
+    doc: dict[str, object] = {"endpoint": endpoint, "token": token, "epoch": epoch}
+    doc["pid"] = os.getpid()
+    if curve_public_key is not None:
+        doc["curve_public_key"] = curve_public_key
+    content = json.dumps(doc)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -172,6 +172,14 @@ class Server:
         # read into memory (the peer is disconnected instead).
         guard = max(self.limits.max_array_bytes, self.limits.max_header_bytes) + (1 << 20)
         self._router.setsockopt(zmq.MAXMSGSIZE, min(guard, 2**63 - 1))
+        #: The Z85 public key clients need when the server encrypts with CURVE.
+        self.curve_public_key: str | None = None
+        if config.curve_secret_key is not None:
+            # No ZAP handler: any client key may connect; the token in hello still
+            # decides who gets a session. CURVE adds encryption and server identity.
+            self._router.curve_server = True
+            self._router.curve_secretkey = config.curve_secret_key
+            self.curve_public_key = zmq.curve_public(config.curve_secret_key).decode("ascii")
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="skbridge-worker")
         self._outbox: deque[tuple[Any, ...]] = deque()
         self._wake_r, self._wake_w = os.pipe()
@@ -926,7 +934,11 @@ def run(config: ServerConfig, estimators: Mapping[str, type] | None = None) -> i
     conn_file = None
     if config.token_generated:
         conn_file = write_connection_file(
-            config.connection_file, endpoint, config.token, server.epoch
+            config.connection_file,
+            endpoint,
+            config.token,
+            server.epoch,
+            curve_public_key=server.curve_public_key,
         )
         print(f"skbridge: connection file (token inside): {conn_file}", file=sys.stderr, flush=True)
 
@@ -935,7 +947,16 @@ def run(config: ServerConfig, estimators: Mapping[str, type] | None = None) -> i
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    ready = {"endpoint": endpoint, "epoch": server.epoch, "pid": os.getpid()}
+    ready: dict[str, Any] = {"endpoint": endpoint, "epoch": server.epoch, "pid": os.getpid()}
+    if server.curve_public_key is not None:
+        ready["curve_public_key"] = server.curve_public_key
+        if config.curve_generated:
+            print(
+                f"skbridge: CURVE public key (clients pass it as server_public_key): "
+                f"{server.curve_public_key}",
+                file=sys.stderr,
+                flush=True,
+            )
     sys.stdout.write("SKBRIDGE-READY " + json.dumps(ready) + "\n")
     sys.stdout.flush()
     log.info("serving on %s (epoch %s)", endpoint, server.epoch)

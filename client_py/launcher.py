@@ -51,6 +51,8 @@ class ServerProcess:
         The server's epoch, as printed in its ready line.
     process : subprocess.Popen
         The child process.
+    curve_public_key : str or None
+        The server's CURVE public key (Z85) when it encrypts (``--curve``).
     """
 
     endpoint: str
@@ -58,6 +60,7 @@ class ServerProcess:
     epoch: str
     process: subprocess.Popen[bytes]
     stderr_path: Path | None = field(default=None)
+    curve_public_key: str | None = None
 
     @property
     def pid(self) -> int:
@@ -224,8 +227,13 @@ def _wait_ready(proc: subprocess.Popen[bytes], token: str, startup_timeout: floa
             proc.wait(5)
             raise LaunchError(f"bridge_server did not report ready within {startup_timeout} s")
         raise LaunchError(f"bridge_server exited with code {code} before it was ready")
+    curve_key = ready.get("curve_public_key")
     server = ServerProcess(
-        endpoint=str(ready["endpoint"]), token=token, epoch=str(ready["epoch"]), process=proc
+        endpoint=str(ready["endpoint"]),
+        token=token,
+        epoch=str(ready["epoch"]),
+        process=proc,
+        curve_public_key=str(curve_key) if curve_key is not None else None,
     )
     # Keep draining stdout so a chatty server never blocks on a full pipe.
     threading.Thread(target=_drain, args=(proc,), daemon=True).start()
