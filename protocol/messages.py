@@ -75,6 +75,9 @@ class Limits:
         return cls(**{k: int(v) for k, v in data.items() if k in known})
 
 
+_DEFAULT_LIMITS = Limits()
+
+
 def message_nbytes(frames: Sequence[Any]) -> int:
     """Total bytes of all frames.
 
@@ -126,7 +129,7 @@ def decode(frames: Sequence[Any], limits: Limits | None = None) -> dict[str, Any
     frames alive while the arrays are in use. Raises a
     :class:`~.errors.ProtocolError` subclass on any defect, never another exception.
     """
-    limits = limits or Limits()
+    limits = limits or _DEFAULT_LIMITS
     check_frame_limits(frames, limits)
     header = unpack_header(frames, limits.max_array_bytes)
     if not isinstance(header, dict):

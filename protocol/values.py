@@ -190,6 +190,27 @@ def _array_ext(arr: np.ndarray, buffers: list[Any]) -> msgpack.ExtType:
     return msgpack.ExtType(EXT_NDARRAY, payload)
 
 
+#: Types that go to msgpack unchanged: checked by exact type first (the common case,
+#: and the per-message cost of every small call), subclasses by isinstance after.
+_LEAF_TYPES = frozenset({type(None), bool, str, bytes})
+
+
+def _dict_to_wire(value: dict[Any, Any], buffers: list[Any], depth: int) -> dict[str, Any]:
+    """A plain dict's wire form: keys checked then sorted, scalar values passed as they are."""
+    for key in value:
+        if type(key) is not str and not isinstance(key, str):
+            raise EncodeError(f"map keys must be strings, got {type(key).__name__}")
+    out = {}
+    for key in sorted(value):
+        item = value[key]
+        kind = type(item)
+        if kind in _LEAF_TYPES or (kind is int and _INT_MIN <= item <= _INT_MAX):
+            out[key] = item
+        else:
+            out[key] = to_wire(item, buffers, depth + 1)
+    return out
+
+
 def to_wire(value: Any, buffers: list[Any], _depth: int = 1) -> Any:
     """Turn ``value`` into plain msgpack-able data, moving arrays into ``buffers``.
 
@@ -215,6 +236,11 @@ def to_wire(value: Any, buffers: list[Any], _depth: int = 1) -> Any:
         A value with no wire form (non-string key, integer outside 64 bits,
         nesting deeper than :data:`MAX_DEPTH`, unknown type).
     """
+    kind = type(value)
+    if kind in _LEAF_TYPES:
+        return value
+    if kind is dict and _depth <= MAX_DEPTH:
+        return _dict_to_wire(value, buffers, _depth)
     if value is None or isinstance(value, (bool, str, bytes)):
         return value
     if isinstance(value, int):
@@ -407,6 +433,9 @@ def _str_keyed_map(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
     return out
 
 
+_TIMESTAMP = msgpack.Timestamp
+
+
 def _check_tree(value: Any, max_depth: int = MAX_DEPTH) -> None:
     """Refuse containers nested deeper than ``max_depth`` and msgpack timestamps.
 
@@ -419,11 +448,14 @@ def _check_tree(value: Any, max_depth: int = MAX_DEPTH) -> None:
         item, depth = stack.pop()
         if depth > max_depth:
             raise LimitExceeded(f"values nest deeper than {max_depth} levels")
-        children = item.values() if isinstance(item, dict) else item
+        # The decoder builds exact dicts and lists (object_pairs_hook, use_list):
+        # exact type checks are enough, and cheap on every message.
+        children = item.values() if type(item) is dict else item
         for child in children:
-            if isinstance(child, (dict, list)):
+            kind = type(child)
+            if kind is dict or kind is list:
                 stack.append((child, depth + 1))
-            elif isinstance(child, msgpack.Timestamp):
+            elif kind is _TIMESTAMP:
                 raise MalformedMessage("unknown extension type -1 (msgpack timestamp)")
 
 
@@ -456,7 +488,7 @@ def unpack_header(frames: Sequence[Any], max_array_bytes: int) -> Any:
         raise
     except Exception as exc:
         raise MalformedMessage(f"header is not valid msgpack: {exc!r}") from None
-    if isinstance(value, (dict, list)):
+    if type(value) is dict or type(value) is list:
         _check_tree(value)
     if not all(decoder.used[1:]):
         unused = [i for i, used in enumerate(decoder.used) if i and not used]
