@@ -99,6 +99,14 @@ _SERVED_WHILE_STOPPING = frozenset({"cancel", "bye"})
 
 _PENDING = object()  # a handler's "the reply comes later" marker
 
+# pyzmq's constants are enum members: every ``flags | SNDMORE`` or ``events & POLLIN``
+# with them goes through Python-level enum arithmetic, several per message. The
+# loop uses plain ints.
+_NOBLOCK = int(zmq.NOBLOCK)
+_NOBLOCK_SNDMORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+
 _DATA_TYPES: tuple[type, ...] = (np.ndarray, DataRef) + (
     (protocol.Table,) if hasattr(protocol, "Table") else ()
 )
@@ -294,8 +302,14 @@ class Server:
     def _receive_batch(self) -> None:
         router = self._router
         for _ in range(_RECV_BATCH):
+            # Ask ZMQ_EVENTS rather than end each batch on a failed recv: raising
+            # zmq.Again costs more than the whole small request it follows.
+            if not router.get(_EVENTS) & _POLLIN:
+                return
             try:
-                frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = [router.recv(_NOBLOCK, copy=False)]
+                while frames[-1].more:
+                    frames.append(router.recv(_NOBLOCK, copy=False))
             except zmq.Again:
                 return
             try:
@@ -748,7 +762,7 @@ class Server:
                 job.dropped += 1
             return
         try:
-            self._router.send_multipart([conn, *frames], flags=zmq.NOBLOCK, copy=False)
+            _send_routed(self._router, conn, frames)
         except zmq.Again:
             if job is None:
                 self._backlog[conn] = deque([frames])
@@ -765,7 +779,7 @@ class Server:
             queue = self._backlog[conn]
             while queue:
                 try:
-                    self._router.send_multipart([conn, *queue[0]], flags=zmq.NOBLOCK, copy=False)
+                    _send_routed(self._router, conn, queue[0])
                 except zmq.Again:
                     break
                 except zmq.ZMQError as exc:
@@ -895,6 +909,20 @@ class Server:
             what,
             (time.perf_counter() - t0) * 1e3,
         )
+
+
+def _send_routed(router: zmq.Socket, conn: bytes, frames: list[Any]) -> None:
+    """Send ``frames`` to peer ``conn`` without blocking (``zmq.Again`` if its pipe is full).
+
+    ``send_multipart`` with int flags: the routing id is copied (a few bytes),
+    the rest go zero-copy (pyzmq still copies those under its copy threshold).
+    With ROUTER_MANDATORY a full pipe fails on the first frame, so a message
+    never goes out in part.
+    """
+    router.send(conn, _NOBLOCK_SNDMORE)
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        router.send(frame, _NOBLOCK if i == last else _NOBLOCK_SNDMORE, copy=False)
 
 
 # ---------------------------------------------------------------------- run
