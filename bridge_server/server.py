@@ -89,6 +89,9 @@ _PROGRESS_INTERVAL = 0.05
 _OUTBOX_EVENT_CAP = 100_000
 #: Retry period for replies held back by a full peer pipe.
 _BACKLOG_RETRY_S = 0.005
+#: Replies a connection may have waiting beyond max_inflight_per_session before the
+#: server decides it does not read (room for cancels and pings of a fair client).
+_BACKLOG_SLACK = 64
 #: Seconds a call cancelled at shutdown has to stop before it is answered for.
 _CANCEL_WAIT_S = 3.0
 #: Socket linger at close: time to deliver the last replies.
@@ -195,6 +198,12 @@ class Server:
         os.set_blocking(self._wake_w, False)
         self._wake_pending = False
         self._backlog: dict[bytes, deque[list[Any]]] = {}
+        # A fair client has at most max_inflight_per_session requests unanswered, so
+        # at most that many replies can wait for it; one that floods requests and
+        # never reads would make the backlog grow without bound. Past the cap its
+        # replies are discarded and its messages ignored until it is quiet for a lease.
+        self._backlog_cap = self.limits.max_inflight_per_session + _BACKLOG_SLACK
+        self._overrun: dict[bytes, float] = {}
         self._jobs: set[Job] = set()
         self._loop_ident = 0
         self._stop_reason: str | None = None
@@ -321,6 +330,9 @@ class Server:
 
     def _on_message(self, frames: list[zmq.Frame]) -> None:
         conn = frames[0].bytes
+        if self._overrun and conn in self._overrun:
+            self._overrun[conn] = time.monotonic() + self.config.lease_s
+            return
         msg = frames[1:]
         t0 = time.perf_counter()
         rid = 0
@@ -336,6 +348,11 @@ class Server:
                 rid = self._salvage_rid(msg)
                 raise
             rid = request_id(header)
+            is_hello = isinstance(header.get("op"), str) and header["op"] == "hello"
+            if is_hello and not isinstance(header.get("token"), str):
+                # SPEC 5.1: a missing token is an authentication failure, not a format error.
+                self.sessions.forget_conn(conn)
+                raise AuthenticationFailed("authentication failed: hello carries no token")
             op = validate_request(header)
             result = self._handle(conn, rid, op, header)
         except Exception as exc:
@@ -375,6 +392,8 @@ class Server:
     def _op_hello(self, conn: bytes, header: dict[str, Any]) -> dict[str, Any]:
         token = header["token"].encode("utf-8", "surrogatepass")
         if not hmac.compare_digest(token, self._token):
+            # A failed re-authentication leaves the connection unauthenticated.
+            self.sessions.forget_conn(conn)
             raise AuthenticationFailed("authentication failed: wrong token")
         common = [v for v in header["versions"] if v in SUPPORTED_VERSIONS]
         if not common:
@@ -756,9 +775,15 @@ class Server:
         """Send a reply (``job`` None: never dropped) or an event of ``job`` (may be dropped)."""
         backlog = self._backlog.get(conn)
         if backlog is not None:
-            if job is None:
-                backlog.append(frames)
+            if job is not None:
+                job.dropped += 1
+            elif len(backlog) >= self._backlog_cap:
+                self._overran(conn)
             else:
+                backlog.append(frames)
+            return
+        if self._overrun and conn in self._overrun:
+            if job is not None:
                 job.dropped += 1
             return
         try:
@@ -792,6 +817,20 @@ class Server:
             if not queue:
                 self._backlog.pop(conn, None)
 
+    def _overran(self, conn: bytes) -> None:
+        """A connection that floods requests without reading replies: stop serving it."""
+        session = self.sessions.for_conn(conn)
+        log.warning(
+            "%s: a connection has %d replies waiting and does not read them; they are "
+            "discarded and its requests ignored until it has been quiet for %.0f s",
+            session.label if session else "-",
+            len(self._backlog.get(conn, ())),
+            self.config.lease_s,
+        )
+        self._backlog.pop(conn, None)
+        self.sessions.forget_conn(conn)
+        self._overrun[conn] = time.monotonic() + self.config.lease_s
+
     def _peer_gone(self, conn: bytes) -> None:
         log.info("a connection went away; its replies are discarded")
         self._backlog.pop(conn, None)
@@ -802,6 +841,9 @@ class Server:
     def _housekeeping(self, now: float) -> None:
         for session in self.sessions.expired(now):
             self._close_session(session, "lease expired")
+        if self._overrun:
+            for conn in [c for c, until in self._overrun.items() if until <= now]:
+                del self._overrun[conn]
         if self.config.parent_pid is not None and self._stop_reason is None:
             if not self._parent_alive():
                 log.warning("parent process %d is gone; stopping", self.config.parent_pid)
