@@ -14,9 +14,10 @@ Example::
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -62,6 +63,34 @@ def compare(
     return times
 
 
+async def acompare(
+    sides: Mapping[str, Callable[[], Awaitable[object]]],
+    repeats: int = 5,
+    warmup: int = 1,
+    *,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, list[float]]:
+    """:func:`compare` for coroutine functions, awaited in the running event loop.
+
+    The same rules (warm-ups discarded, sides rotated each round); each timed
+    run is one ``await side()``, so a side costs no extra loop start-up.
+    """
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    names = list(sides)
+    for _ in range(warmup):
+        for name in names:
+            await sides[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = clock()
+            await sides[name]()
+            times[name].append(clock() - start)
+    return times
+
+
 def median(values: Sequence[float]) -> float:
     """Median of the timed runs (seconds)."""
     return float(statistics.median(values))
@@ -93,8 +122,12 @@ def summarise(
     return Row(case, {k: median(v) for k, v in times.items()}, baseline, dict(extra))
 
 
-def print_table(rows: Sequence[Row], *, unit: str = "ms") -> str:
-    """Print (and return) a plain-text table of medians and ratios to each row's baseline."""
+def print_table(rows: Sequence[Row], *, unit: str = "ms", markdown: bool = False) -> str:
+    """Print (and return) a table of medians and ratios to each row's baseline.
+
+    ``markdown=True`` prints a GitHub pipe table (for the README) instead of
+    aligned plain text.
+    """
     scale = {"s": 1.0, "ms": 1e3, "us": 1e6}[unit]
     sides: list[str] = []
     extras: list[str] = []
@@ -114,6 +147,20 @@ def print_table(rows: Sequence[Row], *, unit: str = "ms") -> str:
         cells += [row.extra.get(e, "") for e in extras]
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    if markdown:
+        rule = ["-" * w if i == 0 else "-" * (w - 1) + ":" for i, w in enumerate(widths)]
+        lines.insert(1, rule)
+        text = "\n".join(
+            "| "
+            + " | ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(line, widths))
+            )
+            + " |"
+            for line in lines
+        )
+        print(text)
+        return text
     text = "\n".join(
         "  ".join(
             cell.ljust(w) if i == 0 else cell.rjust(w)
@@ -123,3 +170,31 @@ def print_table(rows: Sequence[Row], *, unit: str = "ms") -> str:
     )
     print(text)
     return text
+
+
+def machine() -> str:
+    """One line naming the machine: CPU model, cores, Python, NumPy and its BLAS."""
+    import os
+
+    import numpy as np
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    blas = "?"
+    try:
+        config = np.show_config(mode="dicts")  # numpy >= 1.26
+        info = config.get("Build Dependencies", {}).get("blas", {})
+        blas = f"{info.get('name', '?')} {info.get('version', '')}".strip()
+    except TypeError:
+        pass
+    return (
+        f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"NumPy {np.__version__} ({blas})"
+    )

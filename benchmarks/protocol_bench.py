@@ -10,9 +10,9 @@
     alternate, warm-ups are discarded, medians are reported (target: codec
     within 1.5x of raw).
 
-The shared ``benchmarks/harness.py`` did not exist when this was written; the
-minimal local ``compare`` below follows the same rules (warm-ups discarded,
-sides alternated, medians) and can be swapped for it.
+Timed with the shared ``benchmarks/harness.py`` (warm-ups discarded, sides
+alternated, medians). ``--quick`` and ``--smoke`` cut the repeats (and, for
+``--smoke``, the payload); ``--markdown`` prints pipe tables.
 """
 
 from __future__ import annotations
@@ -21,35 +21,17 @@ import argparse
 import statistics
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import zmq
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness import Row, compare, print_table, summarise  # noqa: E402
+
 import protocol  # noqa: E402
-
-
-def compare(
-    sides: dict[str, Callable[[], object]], warmup: int, repeats: int
-) -> dict[str, list[float]]:
-    """Seconds per run of each side: warm-ups discarded, sides alternated each repeat."""
-    names = list(sides)
-    for _ in range(warmup):
-        for name in names:
-            sides[name]()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(repeats):
-        order = names if i % 2 == 0 else names[::-1]
-        for name in order:
-            t0 = time.perf_counter()
-            sides[name]()
-            times[name].append(time.perf_counter() - t0)
-    return times
-
 
 # ----------------------------------------------------------------- (a) no socket
 
@@ -73,7 +55,9 @@ def bench_codec(repeats: int) -> dict[str, list[float]]:
         assert np.shares_memory(out["args"]["X"], X)
         return out
 
-    return compare({"encode": encode, "decode": decode, "encode+decode": both}, 50, repeats)
+    return compare(
+        {"encode": encode, "decode": decode, "encode+decode": both}, repeats=repeats, warmup=50
+    )
 
 
 # --------------------------------------------------------- (b) 16 MiB over tcp
@@ -131,7 +115,7 @@ def bench_loopback(repeats: int, nbytes: int) -> dict[str, list[float]]:
         assert len(frames[0]) == X.nbytes
 
     try:
-        return compare({"codec": codec, "raw": raw}, 5, repeats)
+        return compare({"codec": codec, "raw": raw}, repeats=repeats, warmup=5)
     finally:
         stop.set()
         for thread in threads:
@@ -141,31 +125,37 @@ def bench_loopback(repeats: int, nbytes: int) -> dict[str, list[float]]:
         ctx.term()
 
 
-def _ms(seconds: list[float]) -> str:
-    return f"{statistics.median(seconds) * 1e3:9.3f}"
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Run both benchmarks and print a table of medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--mib", type=int, default=16, help="payload of (b), MiB each way")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="10 repeats")
+    parser.add_argument("--smoke", action="store_true", help="2 repeats of 1 MiB")
+    parser.add_argument("--markdown", action="store_true", help="print pipe tables")
+    args = parser.parse_args(argv)
+    repeats = 2 if args.smoke else 10 if args.quick else args.repeats
+    mib = 1 if args.smoke else args.mib
 
-    print(f"numpy {np.__version__}, pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}")
-    print("harness: local compare (warm-ups discarded, sides alternated, medians)")
-    codec = bench_codec(max(args.repeats * 10, 200))
-    print("\n(a) 1,000,000 x 2 float64, no socket        median ms   min ms")
-    for name, times in codec.items():
-        print(f"    {name:<38}{_ms(times)}{min(times) * 1e3:9.3f}")
+    print("## Protocol codec\n")
+    print(f"numpy {np.__version__}, pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}\n")
+    codec = bench_codec(max(repeats * 10, 20))
+    rows = [
+        summarise(f"(a) 1,000,000 x 2 float64, no socket: {name}", {"median": times})
+        for name, times in codec.items()
+    ]
+    print_table(rows, unit="us", markdown=args.markdown)
 
-    loop = bench_loopback(args.repeats, args.mib << 20)
+    loop = bench_loopback(repeats, mib << 20)
     ratio = statistics.median(loop["codec"]) / statistics.median(loop["raw"])
-    mib = args.mib
-    print(f"\n(b) {mib} MiB request + {mib} MiB reply, tcp loopback   median ms   min ms")
-    for name, times in loop.items():
-        print(f"    {name:<38}{_ms(times)}{min(times) * 1e3:9.3f}")
-    print(f"    codec / raw (medians){ratio:>25.2f}x")
+    print()
+    row = Row(
+        f"(b) {mib} MiB request + {mib} MiB reply, tcp loopback",
+        {k: statistics.median(v) for k, v in loop.items()},
+        baseline="raw",
+        extra={"target": "<= 1.50x", "met": "yes" if ratio <= 1.5 else "no"},
+    )
+    print_table([row], unit="ms", markdown=args.markdown)
 
 
 if __name__ == "__main__":
