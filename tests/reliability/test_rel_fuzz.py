@@ -22,7 +22,7 @@ from client_py.launcher import launch_server
 from protocol import OPERATIONS, golden
 
 _SETTINGS = settings(
-    max_examples=200,
+    max_examples=300,
     deadline=None,
     database=None,
     derandomize=True,
