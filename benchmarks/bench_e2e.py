@@ -11,6 +11,10 @@
     Target: bridge - core <= 1.5x the raw exchange.
 
 All sides alternate in one process after a discarded warm-up; medians.
+"bridge - core" is given two ways: against the in-process core (a different
+process from the server's, so under machine load it is noisy), and per call
+against the time the same call ran on the server (read from the server's debug
+log): that difference is only the socket, the codec and the client.
 Run ``python benchmarks/bench_e2e.py [--quick | --smoke] [--markdown]``.
 """
 
@@ -21,7 +25,7 @@ import os
 from typing import Any
 
 import numpy as np
-from common import EchoPeer, banner, blobs, bridge_on, params_for, parse
+from common import EchoPeer, banner, blobs, logged_bridge, params_for, parse
 from harness import Row, acompare, median, print_table
 
 from bridge_server.core import MiniBatchKMeans as CoreKMeans
@@ -38,7 +42,7 @@ async def fit_predict(
     """Case 1 and case 3 on one server; returns the rows of both tables."""
     from sklearn.cluster import MiniBatchKMeans as SkKMeans
 
-    async with bridge_on("tcp") as py:
+    async with logged_bridge() as (py, server_log):
         model = MiniBatchKMeans(**params)
         await model.init(py)
         core = CoreKMeans(**params)
@@ -59,10 +63,15 @@ async def fit_predict(
             repeats=repeats,
             warmup=warmup,
         )
+        rounds = warmup + repeats
+        fit_ran = server_log.take("fit", rounds)[warmup:]
+        predict_ran = server_log.take("predict", rounds)[warmup:]
+        server_e2e = [f + p for f, p in zip(fit_ran, predict_ran)]
         # Same seed, same data: the server's model is the in-process core's.
         expected = core.predict(X_new)
         got = await model.predict(X_new)
         assert np.array_equal(got, expected), "bridge labels differ from the core's"
+        server_log.take("predict", 1)
 
         reply_bytes = expected.nbytes
         async with EchoPeer("tcp", reply_bytes=reply_bytes) as echo:
@@ -77,34 +86,40 @@ async def fit_predict(
                 frames = await echo.roundtrip([X_new])
                 assert len(frames[0]) == reply_bytes
 
+            pred_repeats = max(repeats * 3, 3)
             pred = await acompare(
                 {"bridge": bridge_predict, "core": core_predict, "raw echo": raw},
-                repeats=max(repeats * 3, 3),
+                repeats=pred_repeats,
                 warmup=warmup,
             )
+            server_pred = server_log.take("predict", warmup + pred_repeats)[warmup:]
         await model.dispose()
 
     n = X.shape[0]
     m = {k: median(v) for k, v in e2e.items()}
-    overhead = m["bridge"] - m["core"]
+    m["core in server"] = median(server_e2e)
+    same_call = median([b - s for b, s in zip(e2e["bridge"], server_e2e)])
     row1 = Row(
         f"fit {n:,} x 2 + predict {X_new.shape[0]:,}",
         m,
         baseline="sklearn",
         extra={
-            "bridge-core": f"{overhead * 1e3:.1f} ms",
-            "(bridge-core)/core": _pct(overhead, m["core"]),
+            "bridge-core": _pct(m["bridge"] - m["core"], m["core"]),
+            "bridge-core, same call": f"{same_call * 1e3:.1f} ms = "
+            + _pct(same_call, m["core in server"]),
         },
     )
     p = {k: median(v) for k, v in pred.items()}
-    transport = p["bridge"] - p["core"]
+    p["core in server"] = median(server_pred)
+    transport = median([b - s for b, s in zip(pred["bridge"], server_pred)])
     row3 = Row(
         f"predict {X_new.shape[0]:,} x 2 ({X_new.nbytes / 1e6:.0f} MB out, "
         f"{reply_bytes / 1e6:.0f} MB back)",
         p,
         baseline=None,
         extra={
-            "transport=bridge-core": f"{transport * 1e3:.1f} ms",
+            "bridge-core": f"{(p['bridge'] - p['core']) * 1e3:.1f} ms",
+            "transport (same call)": f"{transport * 1e3:.1f} ms",
             "transport/raw": f"{transport / p['raw echo']:.2f}x",
         },
     )
@@ -119,10 +134,13 @@ async def run(n_samples: int, repeats: int, warmup: int, markdown: bool) -> None
     row1, row3 = await fit_predict(X, X_new, params, repeats, warmup)
     print(
         "(1) fit + predict, bridge vs in-process (target: bridge/sklearn <= 1.00x, "
-        "(bridge-core)/core <= +10%)\n"
+        "bridge-core <= +10% of core)\n"
     )
     print_table([row1], unit="ms", markdown=markdown)
-    print("\n(3) predict's transport share (target: transport/raw <= 1.50x)\n")
+    print(
+        "\n(3) predict's transport share: bridge minus the same call's time on the server "
+        "(target: transport/raw <= 1.50x)\n"
+    )
     print_table([row3], unit="ms", markdown=markdown)
 
 

@@ -13,10 +13,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
+import re
+import secrets
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +131,86 @@ async def bridge_on(transport: str = "tcp") -> AsyncIterator[Any]:
                 await py.disconnect()
         finally:
             await asyncio.to_thread(server.stop, 5.0)
+
+
+#: The server's debug line for a finished call: ``... call ID.METHOD ok=True queued=..ms ran=..ms``.
+_RAN = re.compile(r" call \S+\.(\w+) ok=True queued=[\d.]+ms ran=([\d.]+)ms")
+
+
+class ServerLog:
+    """The debug log of a server started by :func:`logged_bridge`: how long each call ran there.
+
+    ``ran`` is measured by the server from the moment it hands the call to a
+    worker to the moment the result is back on its loop thread: the core's time
+    plus two thread hand-offs, and nothing of the socket or the codec.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._ran: dict[str, list[float]] = {}
+
+    def take(self, method: str, count: int, timeout: float = 5.0) -> list[float]:
+        """Seconds each of the next ``count`` finished calls of ``method`` ran (waits for them)."""
+        deadline = time.monotonic() + timeout
+        while len(self._ran.get(method, ())) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not log {count} {method} calls")
+            time.sleep(0.01)
+            self._read()
+        found = self._ran[method]
+        self._ran[method] = found[count:]
+        return found[:count]
+
+    def _read(self) -> None:
+        with open(self.path) as fh:
+            fh.seek(self._offset)
+            text = fh.read()
+        for line in text.splitlines(keepends=True):
+            if not line.endswith("\n"):
+                break  # still being written
+            self._offset += len(line)
+            match = _RAN.search(line)
+            if match:
+                self._ran.setdefault(match.group(1), []).append(float(match.group(2)) / 1e3)
+
+
+@contextlib.asynccontextmanager
+async def logged_bridge() -> AsyncIterator[tuple[Any, ServerLog]]:
+    """A bridge to a fresh tcp server that logs every call at debug level to a file.
+
+    Spawned here rather than by the client's launcher so that its stderr can go
+    to a file: the benchmark reads back how long each call ran on the server.
+    """
+    from client_py import create_python_bridge
+
+    token = secrets.token_urlsafe(16)
+    env = dict(os.environ, SKBRIDGE_TOKEN=token)
+    with tempfile.TemporaryDirectory(prefix="skbench-") as tmp:
+        log_path = Path(tmp) / "server.log"
+        with open(log_path, "w") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bridge_server", "--bind", "tcp://127.0.0.1:0"]
+                + ["--log-level", "DEBUG", "--parent-pid", str(os.getpid())],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=env,
+                text=True,
+            )
+        try:
+            assert proc.stdout is not None
+            line = await asyncio.to_thread(proc.stdout.readline)
+            if not line.startswith("SKBRIDGE-READY "):
+                raise RuntimeError(f"the server did not start: {log_path.read_text()[-2000:]}")
+            endpoint = json.loads(line.split(" ", 1)[1])["endpoint"]
+            py = await create_python_bridge(endpoint, token)
+            try:
+                yield py, ServerLog(log_path)
+            finally:
+                await py.disconnect()
+        finally:
+            proc.terminate()
+            await asyncio.to_thread(proc.wait, 10)
 
 
 class EchoPeer:
