@@ -22,6 +22,7 @@ Once broken, every pending and later call fails with
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -33,7 +34,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import zmq
-import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 import protocol
@@ -83,6 +83,34 @@ _REPLY_LIMITS = Limits(
 
 _ZMTP_HEARTBEAT_IVL_MS = 2000
 
+# pyzmq's constants are enum members: ``events & zmq.POLLIN``, and the
+# ``SNDMORE | flags`` inside pyzmq's send_multipart, run Python-level enum
+# arithmetic, a dozen times per call on the reply path. That path uses ints.
+_NOBLOCK = int(zmq.NOBLOCK)
+_NOBLOCK_SNDMORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+
+
+def _send_nowait(sock: zmq.Socket[Any], frames: list[Any]) -> None:
+    """``send_multipart(frames, NOBLOCK, copy=False)`` with int flags.
+
+    ``zmq.Again`` can only come from the first frame: once a DEALER takes a
+    message's first part it takes the rest.
+    """
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        sock.send(frame, _NOBLOCK if i == last else _NOBLOCK_SNDMORE, copy=False)
+
+
+def _recv_nowait(sock: zmq.Socket[Any]) -> list[Any]:
+    """``recv_multipart(NOBLOCK, copy=False)``, reading ``Frame.more`` rather than RCVMORE."""
+    frames = [sock.recv(_NOBLOCK, copy=False)]
+    while frames[-1].more:
+        frames.append(sock.recv(_NOBLOCK, copy=False))
+    return frames
+
 
 class _Call:
     """One request in flight: the future its reply resolves, and its event sinks."""
@@ -120,20 +148,26 @@ class PythonBridge:
         heartbeat: bool = True,
         ping_timeout: float = 10.0,
         server: ServerProcess | None = None,
-        context: zmq.asyncio.Context | None = None,
+        context: zmq.Context[Any] | None = None,
+        server_public_key: str | bytes | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self._curve = _curve_keys(server_public_key)
         self.server = server
         self.timeout = timeout
         self.progress = progress
         self._token = token
         self._heartbeat_enabled = heartbeat
         self._ping_timeout = ping_timeout
-        self._ctx = context or zmq.asyncio.Context.instance()
+        self._ctx = context or zmq.Context.instance()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._sock: zmq.asyncio.Socket | None = None
-        self._monitor: zmq.asyncio.Socket | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._sock: zmq.Socket[Any] | None = None
+        self._monitor: zmq.Socket[Any] | None = None
+        self._watched: list[int] = []
+        self._send_queue: collections.deque[tuple[list[Any], asyncio.Future[None]]] = (
+            collections.deque()
+        )
+        self._drain_scheduled = False
         self._heartbeat: _Heartbeat | None = None
         self._rids = itertools.count(1)
         self._calls: dict[int, _Call] = {}
@@ -294,7 +328,9 @@ class PythonBridge:
             await semaphore.acquire()
         self._calls[rid] = call
         try:
-            await self._sock.send_multipart(frames, copy=False)
+            queued = self._send(frames)
+            if queued is not None:
+                await queued
             if timeout is None:
                 reply = await call.future
             else:
@@ -361,28 +397,89 @@ class PythonBridge:
         frames = protocol.encode(
             {"v": 1, "op": "cancel", "rid": next(self._rids), "target": target}
         )
-        future = self._sock.send_multipart(frames)  # type: ignore[union-attr]
-        future.add_done_callback(_consume_exception)
+        queued = self._send(frames)
+        if queued is not None:
+            queued.add_done_callback(_consume_exception)
 
     # -- reading ----------------------------------------------------------------------
 
-    async def _read_loop(self) -> None:
+    # The socket is a plain (not zmq.asyncio) DEALER driven by the loop's
+    # add_reader on its ZMQ_FD: a reply wakes the loop once, is decoded and
+    # resolves its call's future in the same callback, so a round trip costs
+    # the caller no more loop iterations than a bare zmq.asyncio echo. ZMQ_FD is
+    # edge-triggered and any send or recv may consume the edge, hence the
+    # ZMQ_EVENTS checks after each operation.
+
+    def _send(self, frames: list[Any]) -> asyncio.Future[None] | None:
+        """Send ``frames`` now if the socket takes them (the usual case), else queue them.
+
+        Returns None once sent, or a future that completes when a queued send
+        went out (past the high-water mark).
+        """
+        sock = self._sock
+        assert sock is not None and self._loop is not None
+        if not self._send_queue:
+            try:
+                _send_nowait(sock, frames)
+            except zmq.Again:
+                pass
+            else:
+                self._check_readable()
+                return None
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._send_queue.append((frames, future))
+        return future
+
+    def _flush_sends(self) -> None:
         sock = self._sock
         assert sock is not None
-        while True:
+        while self._send_queue:
+            frames, future = self._send_queue[0]
+            if future.done():  # its caller was cancelled meanwhile
+                self._send_queue.popleft()
+                continue
             try:
-                frames = await sock.recv_multipart(copy=False)
-            except asyncio.CancelledError:
-                raise
-            except zmq.ZMQError as exc:
-                if not self._closed:
-                    self._break(f"the connection to {self.endpoint} failed: {exc}")
+                _send_nowait(sock, frames)
+            except zmq.Again:
                 return
-            try:
-                header = protocol.decode(frames, _REPLY_LIMITS)
-                self._dispatch(header)
-            except Exception as exc:  # a bad message must not kill the reader
-                logger.warning("client_py: dropped a malformed message from the server: %s", exc)
+            self._send_queue.popleft()
+            future.set_result(None)
+
+    def _check_readable(self) -> None:
+        """Schedule a drain if messages wait that no FD edge will announce."""
+        sock = self._sock
+        if self._drain_scheduled or sock is None:
+            return
+        if sock.get(_EVENTS) & _POLLIN:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._on_readable)  # type: ignore[union-attr]
+
+    def _on_readable(self) -> None:
+        """Read every waiting message (and flush queued sends); runs on the event loop."""
+        self._drain_scheduled = False
+        sock = self._sock
+        if sock is None or sock.closed:
+            return
+        try:
+            while True:
+                events = sock.get(_EVENTS)
+                if events & _POLLOUT and self._send_queue:
+                    self._flush_sends()
+                if not events & _POLLIN:
+                    return
+                self._on_frames(_recv_nowait(sock))
+        except zmq.Again:
+            return
+        except zmq.ZMQError as exc:
+            if not self._closed:
+                self._break(f"the connection to {self.endpoint} failed: {exc}")
+
+    def _on_frames(self, frames: list[Any]) -> None:
+        try:
+            header = protocol.decode(frames, _REPLY_LIMITS)
+            self._dispatch(header)
+        except Exception as exc:  # a bad message must not stop the reading
+            logger.warning("client_py: dropped a malformed message from the server: %s", exc)
 
     def _dispatch(self, header: dict[str, Any]) -> None:
         epoch = header.get("ep")
@@ -424,19 +521,30 @@ class PythonBridge:
                 call.warnings = []
             call.warnings.append(data)
 
-    async def _watch_monitor(self) -> None:
+    def _on_monitor_event(self) -> None:
         monitor = self._monitor
-        assert monitor is not None
-        while True:
-            try:
-                message = await monitor.recv_multipart()
-            except (zmq.ZMQError, asyncio.CancelledError):
-                return
-            event = parse_monitor_message(message)["event"]
-            if event == zmq.EVENT_DISCONNECTED and not self._closed:
-                self._break(f"lost the connection to the server at {self.endpoint}")
-            elif event == zmq.EVENT_MONITOR_STOPPED:
-                return
+        if monitor is None or monitor.closed:
+            return
+        try:
+            while monitor.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
+                if event & _HANDSHAKE_FAILED and not self._closed:
+                    self._break(self._handshake_failure())
+                elif event == zmq.EVENT_DISCONNECTED and not self._closed:
+                    self._break(f"lost the connection to the server at {self.endpoint}")
+        except zmq.ZMQError:
+            return
+
+    def _handshake_failure(self) -> str:
+        if self._curve is None:
+            return (
+                f"the ZeroMQ handshake with {self.endpoint} failed: the server may require "
+                "CURVE encryption (pass server_public_key=...)"
+            )
+        return (
+            f"the CURVE handshake with {self.endpoint} failed: server_public_key is not this "
+            "server's key, or the server does not use CURVE"
+        )
 
     def _break(self, reason: str) -> None:
         """Mark the bridge unusable and fail every pending call (event-loop thread only)."""
@@ -457,22 +565,36 @@ class PythonBridge:
         for call in self._calls.values():
             if not call.future.done():
                 call.future.set_exception(BridgeConnectionError(reason))
+        while self._send_queue:
+            _, future = self._send_queue.popleft()
+            if not future.done():
+                future.set_exception(BridgeConnectionError(reason))
 
     # -- connecting -----------------------------------------------------------------
 
     async def _connect(self, connect_timeout: float) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        _apply_curve(sock, self._curve)
         sock.setsockopt(zmq.HEARTBEAT_IVL, _ZMTP_HEARTBEAT_IVL_MS)
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self._ping_timeout * 1000))
-        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED)
         self._sock = sock
+        try:
+            loop.add_reader(sock.getsockopt(zmq.FD), self._on_readable)
+        except NotImplementedError:
+            raise RuntimeError(
+                "client_py needs an event loop with add_reader (a selector loop); on "
+                "Windows, use asyncio.WindowsSelectorEventLoopPolicy()"
+            ) from None
+        self._watched.append(sock.getsockopt(zmq.FD))
+        loop.add_reader(self._monitor.getsockopt(zmq.FD), self._on_monitor_event)
+        # ZMQ_FD only signals after ZMQ_EVENTS has been read once: arm it now, or
+        # a disconnect (or failed handshake) would never wake the loop.
+        self._monitor.getsockopt(zmq.EVENTS)
+        self._watched.append(self._monitor.getsockopt(zmq.FD))
         sock.connect(self.endpoint)
-        self._tasks = [
-            asyncio.ensure_future(self._read_loop()),
-            asyncio.ensure_future(self._watch_monitor()),
-        ]
         hello = {
             "token": self._token,
             "versions": list(protocol.SUPPORTED_VERSIONS),
@@ -513,6 +635,7 @@ class PythonBridge:
                 interval=interval,
                 reply_timeout=max(self._ping_timeout, min(lease, 3 * interval)),
                 on_broken=self._break_threadsafe,
+                curve=self._curve,
             )
             self._heartbeat.start()
 
@@ -520,12 +643,10 @@ class PythonBridge:
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        self._tasks = []
+        if self._loop is not None and not self._loop.is_closed():
+            for fd in self._watched:
+                self._loop.remove_reader(fd)
+        self._watched = []
         if self._sock is not None:
             if self._monitor is not None and not self._monitor.closed:
                 with contextlib.suppress(zmq.ZMQError):
@@ -534,6 +655,40 @@ class PythonBridge:
         if self._monitor is not None:
             self._monitor.close(linger=0)
             self._monitor = None
+
+
+#: Monitor events of a failed ZMTP handshake (a CURVE key or mechanism mismatch).
+_HANDSHAKE_FAILED: Final = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+
+
+def _curve_keys(server_public_key: str | bytes | None) -> tuple[bytes, bytes, bytes] | None:
+    """``(server key, client public, client secret)`` for CURVE, or None without a key."""
+    if server_public_key is None:
+        return None
+    key = (
+        server_public_key.encode("ascii")
+        if isinstance(server_public_key, str)
+        else bytes(server_public_key)
+    )
+    if not zmq.has("curve"):
+        raise BridgeConnectionError(
+            f"server_public_key was given, but this libzmq ({zmq.zmq_version()}) was built "
+            "without CURVE support (zmq.has('curve') is False)"
+        )
+    if len(key) != 40:
+        raise ValueError("server_public_key must be a 40-character Z85 CURVE public key")
+    public, secret = zmq.curve_keypair()
+    return key, public, secret
+
+
+def _apply_curve(sock: zmq.Socket[Any], curve: tuple[bytes, bytes, bytes] | None) -> None:
+    """Make ``sock`` a CURVE client of the server whose public key ``curve`` holds."""
+    if curve is not None:
+        sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = curve
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:
@@ -554,6 +709,7 @@ class _Heartbeat(threading.Thread):
         interval: float,
         reply_timeout: float,
         on_broken: Callable[[str], None],
+        curve: tuple[bytes, bytes, bytes] | None = None,
     ) -> None:
         super().__init__(name=f"skbridge-heartbeat {endpoint}", daemon=True)
         self.endpoint = endpoint
@@ -563,6 +719,7 @@ class _Heartbeat(threading.Thread):
         self.interval = interval
         self.reply_timeout = reply_timeout
         self.on_broken = on_broken
+        self.curve = curve
         self._stopping = threading.Event()
         self._rids = itertools.count(1)
 
@@ -575,6 +732,7 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        _apply_curve(sock, self.curve)
         try:
             sock.connect(self.endpoint)
             hello = {
@@ -648,6 +806,7 @@ async def create_python_bridge(
     ping_timeout: float = 10.0,
     data_dir: str | os.PathLike[str] | None = None,
     server_args: Sequence[str] = (),
+    server_public_key: str | bytes | None = None,
 ) -> PythonBridge:
     """Connect to a bridge server, starting a private one when no address is given.
 
@@ -678,6 +837,11 @@ async def create_python_bridge(
         Embedded server only: its data directory for :class:`~protocol.DataRef`.
     server_args : sequence of str
         Embedded server only: extra command-line options.
+    server_public_key : str or bytes, optional
+        The server's CURVE public key (Z85, 40 characters), for a server started
+        with ``--curve`` or ``--curve-secret-key-file``: the connection is then
+        encrypted, with a client key pair made by ``zmq.curve_keypair()``. An
+        embedded server started with ``--curve`` supplies its own.
 
     Raises
     ------
@@ -699,6 +863,7 @@ async def create_python_bridge(
         except Exception as exc:
             raise BridgeConnectionError(f"could not start the embedded server: {exc}") from exc
         address, token = server.endpoint, server.token
+        server_public_key = server_public_key or server.curve_public_key
     else:
         token = token or os.environ.get(TOKEN_ENV)
         if not token:
@@ -713,6 +878,7 @@ async def create_python_bridge(
         heartbeat=heartbeat,
         ping_timeout=ping_timeout,
         server=server,
+        server_public_key=server_public_key,
     )
     try:
         await bridge._connect(connect_timeout)

@@ -96,7 +96,7 @@ async def test_heartbeat_detects_restart(tmp_path: Path) -> None:
         await asyncio.sleep(0.5)  # the heartbeat has joined the session and pinged
         assert py.connected
         # Stop watching the main socket: only the heartbeat thread is watching now.
-        py._tasks[1].cancel()
+        py._loop.remove_reader(py._watched[1])  # type: ignore[union-attr]
         server.kill()
         replacement = launch_server(bind=server.endpoint, token=server.token)
         deadline = time.monotonic() + 5
