@@ -326,6 +326,10 @@ class PythonBridge:
         semaphore = self._inflight
         if semaphore is not None:
             await semaphore.acquire()
+            if self._broken is not None or self._closed:
+                # It broke while this call waited for a slot: _fail_pending never saw it.
+                semaphore.release()
+                raise BridgeConnectionError(self._broken or "the bridge is disconnected")
         self._calls[rid] = call
         try:
             queued = self._send(frames)

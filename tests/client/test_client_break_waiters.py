@@ -1,0 +1,37 @@
+"""A call waiting for an in-flight slot when the bridge breaks fails; it never hangs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import zmq
+
+from client_py import BridgeConnectionError
+from client_py.bridge import PythonBridge
+
+
+async def test_call_waiting_for_a_slot_fails_when_the_bridge_breaks() -> None:
+    ctx = zmq.Context()
+    bridge = PythonBridge("tcp://127.0.0.1:1", "token", heartbeat=False, context=ctx)
+    # A DEALER with no peer: every send queues, like a server that stopped reading.
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    bridge._loop = asyncio.get_running_loop()
+    bridge._sock = sock
+    bridge._inflight = asyncio.Semaphore(1)
+    try:
+        first = asyncio.create_task(bridge.request("ping", {}))
+        second = asyncio.create_task(bridge.request("ping", {}))  # waits for the slot
+        for _ in range(5):
+            await asyncio.sleep(0)
+        bridge._break("the server went away")
+        async with asyncio.timeout(5):
+            with pytest.raises(BridgeConnectionError):
+                await first
+            with pytest.raises(BridgeConnectionError):
+                await second
+    finally:
+        bridge._send_queue.clear()
+        sock.close(linger=0)
+        ctx.term()
