@@ -323,22 +323,34 @@ class PythonBridge:
             self._loop.create_future(),  # type: ignore[union-attr]
             self.progress if progress is DEFAULT else progress,
         )
+        # One deadline for the whole call: waiting for a free slot and for a queued
+        # send counts, or a busy bridge would outwait any timeout.
+        deadline = None if timeout is None else self._loop.time() + timeout  # type: ignore[union-attr, operator]
         semaphore = self._inflight
         if semaphore is not None:
-            await semaphore.acquire()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await semaphore.acquire()
+            except TimeoutError:
+                raise CallTimeout(
+                    f"{op} found no free request slot within {timeout} s and was not sent"
+                ) from None
             if self._broken is not None or self._closed:
                 # It broke while this call waited for a slot: _fail_pending never saw it.
                 semaphore.release()
                 raise BridgeConnectionError(self._broken or "the bridge is disconnected")
         self._calls[rid] = call
         try:
-            queued = self._send(frames)
-            if queued is not None:
-                await queued
-            if timeout is None:
+            if deadline is None:
+                queued = self._send(frames)
+                if queued is not None:
+                    await queued
                 reply = await call.future
             else:
-                async with asyncio.timeout(timeout):  # type: ignore[arg-type]
+                async with asyncio.timeout_at(deadline):
+                    queued = self._send(frames)
+                    if queued is not None:
+                        await queued
                     reply = await call.future
         except (asyncio.CancelledError, TimeoutError) as exc:
             answered = call.future.done() and not call.future.cancelled()

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import zmq
 
-from client_py import BridgeConnectionError
+from client_py import BridgeConnectionError, CallTimeout
 from client_py.bridge import PythonBridge
 
 
@@ -31,6 +31,29 @@ async def test_call_waiting_for_a_slot_fails_when_the_bridge_breaks() -> None:
                 await first
             with pytest.raises(BridgeConnectionError):
                 await second
+    finally:
+        bridge._send_queue.clear()
+        sock.close(linger=0)
+        ctx.term()
+
+
+async def test_timeout_covers_the_wait_for_an_in_flight_slot() -> None:
+    ctx = zmq.Context()
+    bridge = PythonBridge("tcp://127.0.0.1:1", "token", heartbeat=False, context=ctx)
+    sock = ctx.socket(zmq.DEALER)  # no peer: the first call holds the only slot for good
+    sock.setsockopt(zmq.LINGER, 0)
+    bridge._loop = asyncio.get_running_loop()
+    bridge._sock = sock
+    bridge._inflight = asyncio.Semaphore(1)
+    try:
+        first = asyncio.create_task(bridge.request("ping", {}))
+        await asyncio.sleep(0)
+        async with asyncio.timeout(10):  # guards against a hang; not a timing check
+            with pytest.raises(CallTimeout):
+                await bridge.request("ping", {}, timeout=0.2)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
     finally:
         bridge._send_queue.clear()
         sock.close(linger=0)
