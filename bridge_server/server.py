@@ -299,14 +299,19 @@ class Server:
                 pass  # the pipe is full of wake-ups already
 
     def _drain_wake(self) -> None:
-        # Clear the flag before draining the outbox so a worker that appends
-        # from now on writes a fresh wake-up.
-        self._wake_pending = False
+        # Empty the pipe first, then clear the flag, and only then (the caller)
+        # drain the outbox. Clearing first loses wake-ups: a worker could write
+        # its byte between the two steps, the read would swallow it, and the
+        # flag would stay set, so no worker would ever write again and every
+        # reply would wait for the housekeeping timeout. In this order a worker
+        # that saw the flag set has its item drained by the outbox pass that
+        # follows, and one that comes later writes a fresh byte.
         try:
             while os.read(self._wake_r, 4096):
                 pass
         except BlockingIOError:
             pass
+        self._wake_pending = False
 
     def _receive_batch(self) -> None:
         router = self._router
