@@ -8,7 +8,7 @@ keyword arguments (``fit(X=X)``), or the main input positionally
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, Literal, Self, TypedDict, Unpack, overload
 
 import numpy as np
@@ -119,6 +119,7 @@ class MiniBatchKMeans(Estimator):
         sample_weight: ArrayLike | None | Missing = MISSING,
         timeout: Timeout = DEFAULT,
         progress: Progress = DEFAULT,
+        out: Mapping[str, DataRef] | None = None,
     ) -> Self:
         """Compute the centroids on X by chunking it into mini-batches.
 
@@ -136,6 +137,11 @@ class MiniBatchKMeans(Estimator):
             Seconds before the call is cancelled on the server (CallTimeout).
         progress : callable, optional
             ``progress(done, total, phase)`` for this call.
+        out : dict of str to DataRef, optional
+            Per-sample attributes to write to the server's data directory
+            instead of keeping them in its memory, e.g.
+            ``{"labels_": DataRef("labels.npy")}`` (SPEC 5.5); reading
+            ``labels_`` afterwards gives that DataRef.
 
         Returns
         -------
@@ -148,6 +154,7 @@ class MiniBatchKMeans(Estimator):
             {"X": X, "y": y, "sample_weight": sample_weight},
             timeout=timeout,
             progress=progress,
+            out=out,
             returns_self=True,
         )
 
@@ -161,6 +168,7 @@ class MiniBatchKMeans(Estimator):
         sample_weight: ArrayLike | None | Missing = MISSING,
         timeout: Timeout = DEFAULT,
         progress: Progress = DEFAULT,
+        out: Mapping[str, DataRef] | None = None,
     ) -> Self:
         """Update the k-means estimate on a single mini-batch X.
 
@@ -174,6 +182,8 @@ class MiniBatchKMeans(Estimator):
         sample_weight : array-like of shape (n_samples,), optional
         timeout, progress
             As for :meth:`fit`.
+        out : dict, optional
+            As for :meth:`fit`.
 
         Returns
         -------
@@ -186,6 +196,7 @@ class MiniBatchKMeans(Estimator):
             {"X": X, "y": y, "sample_weight": sample_weight},
             timeout=timeout,
             progress=progress,
+            out=out,
             returns_self=True,
         )
 

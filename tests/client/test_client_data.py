@@ -42,6 +42,27 @@ async def test_fit_and_predict_through_data_references(
     await model.dispose()
 
 
+async def test_fit_writes_labels_to_a_data_reference(
+    py: PythonBridge, data_dir: Path, blobs: np.ndarray
+) -> None:
+    np.save(data_dir / "client_fit_blobs.npy", blobs)
+    in_memory = MiniBatchKMeans(n_clusters=3, random_state=0)
+    await in_memory.init(py)
+    await in_memory.fit(blobs)
+    model = MiniBatchKMeans(n_clusters=3, random_state=0)
+    await model.init(py)
+    out = {"labels_": DataRef("client_fit_labels.npy")}
+    assert await model.fit(X=DataRef("client_fit_blobs.npy"), out=out) is model
+    # The labels stay on the server's disk; reading the attribute names the file.
+    assert await model.labels_ == DataRef("client_fit_labels.npy")
+    np.testing.assert_array_equal(
+        np.load(data_dir / "client_fit_labels.npy"), await in_memory.labels_
+    )
+    np.testing.assert_array_equal(await model.cluster_centers_, await in_memory.cluster_centers_)
+    await model.dispose()
+    await in_memory.dispose()
+
+
 async def test_refused_data_reference(py: PythonBridge) -> None:
     model = MiniBatchKMeans(n_clusters=2)
     await model.init(py)
