@@ -26,10 +26,9 @@ def test_ping_is_answered_while_a_long_fit_runs(wire, long_X):
     wire.init("km", **LONG_FIT)
     rid = wire.send("call", id="km", method="fit", args={"X": long_X})
     wait_for_progress(wire, rid)
+    # The fit never ends by itself, so a loop blocked on it would never answer.
     for _ in range(5):
-        t0 = time.perf_counter()
         assert wire.ok("ping", timeout=2)["time"] > 0
-        assert time.perf_counter() - t0 < 0.5
     # Other instances are served meanwhile (on other workers, or inline for a get).
     wire.init("other", n_clusters=2, random_state=0)
     wire.call("other", "fit", X=small_X(), timeout=5)
