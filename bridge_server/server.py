@@ -859,13 +859,7 @@ class Server:
         assert pid is not None
         if self._parent_is_ppid:
             return os.getppid() == pid
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return _pid_alive(pid)
 
     # --------------------------------------------------------------- shutdown
 

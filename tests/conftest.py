@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,3 +31,19 @@ def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
     proc = launch_server(data_dir=tmp_path)
     yield proc
     proc.kill()
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start private servers with extra options; all are killed at the end."""
+    started: list[ServerProcess] = []
+
+    def start(*extra: str, **kwargs: Any) -> ServerProcess:
+        kwargs.setdefault("data_dir", tmp_path)
+        proc = launch_server(extra_args=list(extra), **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()

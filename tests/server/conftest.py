@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from server_wire import Wire
 
-from client_py.launcher import ServerProcess, launch_server
+from client_py.launcher import ServerProcess
 
 
 @pytest.fixture
@@ -36,22 +34,6 @@ def connect(server: ServerProcess) -> Iterator[Callable[..., Wire]]:
 def wire(connect: Callable[..., Wire]) -> Wire:
     """One authenticated connection (a session of its own) to the shared server."""
     return connect()
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Start private servers with extra options; all are killed at the end."""
-    started: list[ServerProcess] = []
-
-    def start(*extra: str, **kwargs: Any) -> ServerProcess:
-        kwargs.setdefault("data_dir", tmp_path)
-        proc = launch_server(extra_args=list(extra), **kwargs)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        proc.kill()
 
 
 @pytest.fixture(scope="session")
