@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from protocol import DataRef
+from protocol import DataRef, Table
 
 from . import __version__
 from .errors import (
@@ -150,11 +150,18 @@ def result_names(spec: MethodSpec) -> tuple[str, ...]:
     return _RESULT_NAMES.get(spec.name, (spec.name,))
 
 
+#: Argument values that carry data: a call given any of them runs on a worker.
+#: Lists count too (a nested list is an array that came as msgpack, and a
+#: score over one must not hold up the loop), at the price of a hand-off for
+#: a list of feature names.
+_DATA_VALUES: tuple[type, ...] = (np.ndarray, DataRef, Table, list)
+
+
 def is_cheap(spec: MethodSpec, args: Mapping[str, Any]) -> bool:
     """Whether a call can run on the loop thread: no data, no long computation."""
     if spec.long_running or spec.per_sample_output:
         return False
-    return not any(isinstance(v, (np.ndarray, DataRef)) for v in args.values())
+    return not any(isinstance(v, _DATA_VALUES) for v in args.values())
 
 
 def detach(value: Any) -> Any:

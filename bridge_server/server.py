@@ -45,7 +45,6 @@ import msgpack
 import numpy as np
 import zmq
 
-import protocol
 from bridge_server.core import CallCancelled, CallContext, call_context
 from protocol import (
     SUPPORTED_VERSIONS,
@@ -109,10 +108,6 @@ _NOBLOCK = int(zmq.NOBLOCK)
 _NOBLOCK_SNDMORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
-
-_DATA_TYPES: tuple[type, ...] = (np.ndarray, DataRef) + (
-    (protocol.Table,) if hasattr(protocol, "Table") else ()
-)
 
 
 class _Progress:
@@ -490,11 +485,7 @@ class Server:
             out = dispatch.check_outputs(inst, spec, h["out"])
             outputs = OutputSet(self.data, out, dispatch.result_names(spec))
             outputs.check()
-        inline = (
-            outputs is None
-            and dispatch.is_cheap(spec, args)
-            and not any(isinstance(v, _DATA_TYPES) for v in args.values())
-        )
+        inline = outputs is None and dispatch.is_cheap(spec, args)
         job = Job(session, conn, rid, "call", inst, spec.name, args, spec, outputs, inline)
         self._submit(job)
         return _PENDING
