@@ -239,7 +239,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def run_demo(args: argparse.Namespace, workdir: Path) -> int:
     """The demo's phases; returns the exit code."""
     from . import DataRef, MiniBatchKMeans, create_python_bridge
-    from .launcher import launch_server
 
     phases: list[PhaseResult] = []
     if args.input is not None:
@@ -266,7 +265,6 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> int:
         return 2
     n_samples, n_features = data.shape
 
-    server = None
     if args.address:
         token = args.token or os.environ.get("SKBRIDGE_TOKEN")
         if not token:
@@ -274,8 +272,9 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> int:
             return 2
         py = await create_python_bridge(address=args.address, token=token)
     else:
-        server = launch_server(data_dir=data_path.parent)
-        py = await create_python_bridge(address=server.endpoint, token=server.token)
+        # The embedded server; the bridge stops it on disconnect (and at exit).
+        py = await create_python_bridge(data_dir=data_path.parent)
+    server = py.server
     pids = {"client": os.getpid()}
     if server is not None:
         pids["server"] = server.pid
@@ -334,8 +333,6 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> int:
     finally:
         peaks = sampler.stop()
         await py.disconnect()
-        if server is not None:
-            server.stop()
 
     print(
         f"\n{n_samples:,d} x {n_features} rows ({data.nbytes / MB:,.1f} MB), "
