@@ -259,11 +259,21 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> int:
                 seed=args.seed,
             )
         )
-    data = np.load(data_path, mmap_mode="r")
-    if data.ndim != 2 or not data.flags.c_contiguous:
+    try:
+        data = np.load(data_path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        print(f"error: {data_path} is not a readable .npy array ({exc})", file=sys.stderr)
+        return 2
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or not data.flags.c_contiguous:
         print(f"error: {data_path} must hold a C-ordered 2-D array", file=sys.stderr)
         return 2
     n_samples, n_features = data.shape
+    if n_samples < args.clusters:
+        print(
+            f"error: {data_path} has {n_samples} rows, fewer than --clusters {args.clusters}",
+            file=sys.stderr,
+        )
+        return 2
 
     if args.address:
         token = args.token or os.environ.get("SKBRIDGE_TOKEN")
@@ -397,8 +407,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         workdir, temporary = Path(tempfile.mkdtemp(prefix="skbridge-demo-")), True
     signal.signal(signal.SIGTERM, _terminate_like_interrupt)
+    from .errors import BridgeError
+
     try:
         return asyncio.run(run_demo(args, workdir))
+    except BridgeError as exc:
+        # The server's or the connection's own message says what was wrong.
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted; the server was stopped", file=sys.stderr)
         return 130

@@ -92,16 +92,44 @@ def test_demo_runs_end_to_end_and_keeps_outputs_with_out(tmp_path: Path) -> None
     assert dataref <= reference.inertia_ * 1.01
 
 
+def run_demo_cli(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*skbridge_command(), "demo", *argv], capture_output=True, text=True, timeout=timeout
+    )
+
+
 def test_demo_rejects_bad_options(tmp_path: Path) -> None:
+    np.save(tmp_path / "flat.npy", np.zeros(10))
+    np.save(tmp_path / "empty.npy", np.zeros((0, 2)))
+    (tmp_path / "text.npy").write_text("hello")
     for argv, message in (
         (["--samples", "0"], "--samples must be at least 1"),
         (["--input", str(tmp_path / "missing.npy")], "no such file"),
+        (["--input", str(tmp_path / "flat.npy")], "must hold a C-ordered 2-D array"),
+        (["--input", str(tmp_path / "empty.npy")], "has 0 rows, fewer than --clusters 8"),
+        (["--input", str(tmp_path / "text.npy")], "is not a readable .npy array"),
     ):
-        proc = subprocess.run(
-            [*skbridge_command(), "demo", *argv], capture_output=True, text=True, timeout=60
-        )
-        assert proc.returncode == 2
+        proc = run_demo_cli(argv, timeout=60)
+        assert proc.returncode == 2, (argv, proc.stderr)
         assert message in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_demo_reports_bad_data_and_refusals_in_one_line(server, tmp_path: Path) -> None:
+    data = np.random.RandomState(0).rand(1000, 2)
+    data[5, 0] = np.nan
+    np.save(tmp_path / "nan.npy", data)
+    for argv, message in (
+        (["--input", str(tmp_path / "nan.npy")], "error: ValueError: Input X contains NaN."),
+        (
+            ["--samples", "1000", "--address", server.endpoint, "--token", "not-the-token"],
+            "error: AuthenticationFailed: ",
+        ),
+    ):
+        proc = run_demo_cli(argv, timeout=120)
+        assert proc.returncode == 1, (argv, proc.stderr)
+        assert message in proc.stderr
+        assert "Traceback" not in proc.stderr
 
 
 def test_interrupted_demo_leaves_no_server_and_no_temporary_data() -> None:
