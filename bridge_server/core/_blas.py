@@ -1,0 +1,205 @@
+"""How many threads NumPy's BLAS may use, per section of core work.
+
+NumPy's wheels bundle OpenBLAS, whose thread count is one process-wide
+setting. It matters to the core twice over:
+
+* speed: a minibatch step's product of 1024 x 3 by 3 x 100 is slower on two
+  threads than on one, while 1024 x 50 by 50 x 50 is twice as fast on two;
+* exactness: OpenBLAS splits a product's rows between its threads, and the
+  rows at the edge of a split go through its edge kernels, which round
+  differently once there are 8 or more features. A block of rows whose height
+  is not a multiple of the split must therefore run on one thread, as
+  scikit-learn runs all its products (one BLAS thread inside each OpenMP
+  thread), or a label can differ from scikit-learn's.
+
+So the setting is changed only inside :func:`section`, which holds a
+process-wide lock for its duration: a concurrent fit in another server worker
+waits for the section to end rather than changing the count under it.
+
+The OpenBLAS entry points are looked up in the libraries the process has
+loaded (Linux) and next to NumPy (its wheels' ``numpy.libs``); with any other
+BLAS, or none found, :func:`section` only takes the lock and
+:data:`AVAILABLE` is False.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+#: Setter and getter names, in the order tried (NumPy 2's wheels prefix and suffix them).
+_SETTERS = (
+    "scipy_openblas_set_num_threads64_",
+    "scipy_openblas_set_num_threads",
+    "openblas_set_num_threads64_",
+    "openblas_set_num_threads",
+)
+_GETTERS = (
+    "scipy_openblas_get_num_threads64_",
+    "scipy_openblas_get_num_threads",
+    "openblas_get_num_threads64_",
+    "openblas_get_num_threads",
+)
+
+
+def _candidate_libraries() -> list[str]:
+    """Paths of OpenBLAS libraries that NumPy may be using, most likely first."""
+    paths: list[str] = []
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                path = line.rsplit(maxsplit=1)[-1] if "/" in line else ""
+                if "openblas" in os.path.basename(path).lower() and path not in paths:
+                    paths.append(path)
+    except OSError:
+        pass
+    numpy_dir = os.path.dirname(np.__file__)
+    for pattern in ("../numpy.libs/*openblas*", ".dylibs/*openblas*", "../numpy.libs/*.dll"):
+        for path in sorted(glob.glob(os.path.join(numpy_dir, pattern))):
+            if path not in paths:
+                paths.append(path)
+    return paths
+
+
+def _find() -> tuple[Callable[[int], object], Callable[[], int]] | None:
+    """The (set, get) thread-count functions of NumPy's OpenBLAS, or None."""
+    for path in _candidate_libraries():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        setter = next((getattr(lib, n) for n in _SETTERS if hasattr(lib, n)), None)
+        getter = next((getattr(lib, n) for n in _GETTERS if hasattr(lib, n)), None)
+        if setter is None or getter is None:
+            continue
+        setter.argtypes = [ctypes.c_int]
+        setter.restype = None
+        getter.argtypes = []
+        getter.restype = ctypes.c_int
+        return setter, getter
+    return None
+
+
+_FUNCS = _find()
+
+#: Whether the BLAS thread count can be controlled here.
+AVAILABLE = _FUNCS is not None
+
+_lock = threading.RLock()
+#: Threads blocked waiting for ``_lock`` (so a held section knows to step aside).
+_waiting = 0
+_waiting_lock = threading.Lock()
+#: Sections this thread is inside (a held section steps aside only at depth 1).
+_depth = threading.local()
+
+#: Longest a held section waits for a waiting thread to take its turn, in seconds.
+HAND_OVER_TIMEOUT = 0.05
+
+
+def _acquire() -> None:
+    """Take the section lock, counted as waiting while blocked."""
+    global _waiting
+    if not _lock.acquire(blocking=False):
+        with _waiting_lock:
+            _waiting += 1
+        try:
+            _lock.acquire()
+        finally:
+            with _waiting_lock:
+                _waiting -= 1
+    _depth.n = getattr(_depth, "n", 0) + 1
+
+
+def _release() -> None:
+    _depth.n -= 1
+    _lock.release()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@functools.cache
+def default_threads() -> int:
+    """BLAS threads outside any section: OpenBLAS's own setting when the core first asked."""
+    if _FUNCS is None:
+        return 1
+    return max(1, int(_FUNCS[1]()))
+
+
+def current_threads() -> int | None:
+    """BLAS threads right now, or None where they cannot be controlled."""
+    return None if _FUNCS is None else int(_FUNCS[1]())
+
+
+def parallel_threads() -> int:
+    """Threads for a product worth splitting: the cores, at most BLAS's own setting."""
+    if _FUNCS is None:
+        return 1
+    return max(1, min(usable_cores(), default_threads()))
+
+
+class section:  # noqa: N801 - used like a function: ``with section(2): ...``
+    """Run BLAS on ``threads`` threads inside the block, exclusively (re-entrant).
+
+    The previous count is restored on exit. Sections in other threads wait;
+    NumPy products outside any section run on whatever count is current, so
+    the core puts every product whose rounding matters inside one.
+    """
+
+    __slots__ = ("threads", "_previous")
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._previous = threads
+
+    def __enter__(self) -> section:
+        _acquire()
+        if _FUNCS is not None:
+            default_threads()  # remember the user's setting before the first change
+            self._previous = int(_FUNCS[1]())
+            if self._previous != self.threads:
+                _FUNCS[0](self.threads)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if _FUNCS is not None and self._previous != self.threads:
+                _FUNCS[0](self._previous)
+        finally:
+            _release()
+
+
+class held(section):  # noqa: N801
+    """A :class:`section` kept across a loop of short products.
+
+    Entering a section per product costs about 10 us (a lock and two thread
+    count changes); a fit's loop instead holds one and calls :meth:`breathe`
+    once per step. Python's locks are not fair (a thread that releases and
+    at once re-acquires usually wins), so :meth:`breathe` steps aside
+    explicitly when another thread is waiting for a section: it releases,
+    waits until that thread has taken the lock, then queues behind it.
+    """
+
+    __slots__ = ()
+
+    def breathe(self) -> None:
+        """Let any thread waiting for a section have its turn (cheap when none is)."""
+        if not _waiting or getattr(_depth, "n", 0) != 1:
+            return
+        self.__exit__(None, None, None)
+        deadline = time.monotonic() + HAND_OVER_TIMEOUT
+        while _waiting and time.monotonic() < deadline:
+            time.sleep(0.0001)
+        self.__enter__()
