@@ -19,15 +19,16 @@ Nothing here allocates ``n_samples x n_clusters``: callers give row blocks.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 
+from . import _blas, _prune
 from ._context import check_cancelled, emit_verbose, warn
+from ._twin import Twin
 from ._validation import is_close
 
 #: Rows per distance block: scikit-learn's ``CHUNK_SIZE`` (block heights change GEMM rounding).
@@ -42,31 +43,19 @@ FOLD_MAX_FEATURES = 2
 #: Blocks per thread below which labelling stays on the calling thread.
 PARALLEL_MIN_BLOCKS = 4
 
+#: Least ``(n_features [+ 1]) * n_clusters`` for which one product is split between
+#: BLAS threads (OpenBLAS itself only splits products about this size or larger).
+SPLIT_MIN_WORK = 1024
 
-@functools.cache
-def _blas_controller() -> object | None:
-    """threadpoolctl's controller if threadpoolctl is installed (optional), else None."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    return ThreadpoolController()
+#: Fewest rows of a product that is split between BLAS threads.
+SPLIT_MIN_ROWS = 2 * ROW_CHUNK
 
+#: Least ``batch_size * n_clusters * (n_features + 1)`` for which a minibatch step
+#: is labelled on two threads (1024 rows x 100 centers x 2 features is above).
+STEP_SPLIT_MIN_WORK = 1 << 18
 
-@contextlib.contextmanager
-def single_threaded_blas(enabled: bool = True) -> Iterator[None]:
-    """Keep BLAS on one thread for the many small per-step products.
-
-    Waking BLAS threads for a 1024-row product costs more than it saves (and
-    scikit-learn does the same in its minibatch loop). Thread counts never
-    change results. A no-op without threadpoolctl, which is not a dependency.
-    """
-    controller = _blas_controller() if enabled else None
-    if controller is None:
-        yield
-        return
-    with controller.limit(limits=1, user_api="blas"):  # type: ignore[attr-defined]
-        yield
+#: Most features for which a step is split between two threads.
+STEP_SPLIT_MAX_FEATURES = 4
 
 
 def rows_per_block(n_clusters: int, itemsize: int) -> int:
@@ -134,8 +123,9 @@ def _fold_probe(dtype: np.dtype, n_features: int) -> bool:
         )
         plain.set_centers(C)
         folded.set_centers(C)
-        a = plain.scores(X, plain.row_buffer(n_rows), np.empty((n_rows, n_clusters), dtype))
-        b = folded.scores(X, folded.row_buffer(n_rows), np.empty((n_rows, n_clusters), dtype))
+        with _blas.section(1):
+            a = plain.scores(X, plain.row_buffer(n_rows), np.empty((n_rows, n_clusters), dtype))
+            b = folded.scores(X, folded.row_buffer(n_rows), np.empty((n_rows, n_clusters), dtype))
         if not np.array_equal(a, b):
             return False
     return True
@@ -172,15 +162,25 @@ class Scorer:
     dtype : numpy dtype
     fold : bool or None
         Force folding on or off (the probe); None asks :func:`_fold_norms`.
+    threads : int
+        BLAS threads for the whole-chunk part of a block (see :func:`split_threads`);
+        the caller runs :meth:`scores` inside ``_blas.section(threads)``.
     """
 
     def __init__(
-        self, n_clusters: int, n_features: int, dtype: np.dtype, *, fold: bool | None = None
+        self,
+        n_clusters: int,
+        n_features: int,
+        dtype: np.dtype,
+        *,
+        fold: bool | None = None,
+        threads: int = 1,
     ) -> None:
         dtype = np.dtype(dtype)
         self.fold = _fold_norms(dtype, n_features) if fold is None else fold
         self.n_features = n_features
         self.dtype = dtype
+        self.threads = threads
         width = n_features + 1 if self.fold else n_features
         # Filled row-wise as (k, width) and used transposed: the same (Fortran)
         # layout as ``(-2 * centers).T``.
@@ -205,7 +205,10 @@ class Scorer:
         """Scores of the rows of ``X`` (starting on a chunk boundary) into ``out``.
 
         ``rows`` is this scorer's :meth:`row_buffer` (at least ``len(X)`` rows).
-        Products are taken in :data:`ROW_CHUNK`-row GEMMs, as scikit-learn's.
+        Products are taken in :data:`ROW_CHUNK`-row GEMMs, as scikit-learn's;
+        with ``threads > 1`` the whole chunks are one product split between
+        BLAS threads (the same values: :func:`split_threads` checked) and the
+        last, partial chunk runs on one thread.
         """
         n_rows = X.shape[0]
         if self.fold:
@@ -216,30 +219,83 @@ class Scorer:
             lhs = X
         rhs = self.matrix
         full = n_rows // ROW_CHUNK if n_rows > ROW_CHUNK else 0
-        if full:
-            head = full * ROW_CHUNK
+        head = full * ROW_CHUNK
+        if full and self.threads > 1:
+            np.matmul(lhs[:head], rhs, out=out[:head])
+        elif full:
             np.matmul(
                 lhs[:head].reshape(full, ROW_CHUNK, lhs.shape[1]),
                 rhs,
                 out=out[:head].reshape(full, ROW_CHUNK, out.shape[1]),
             )
-            if head < n_rows:
+        if head < n_rows:
+            if self.threads > 1:
+                with _blas.section(1):
+                    np.matmul(lhs[head:], rhs, out=out[head:])
+            else:
                 np.matmul(lhs[head:], rhs, out=out[head:])
-        else:
-            np.matmul(lhs, rhs, out=out)
         if not self.fold:
             out += self.norms
         return out
 
 
+@functools.cache
+def _split_is_exact(dtype: np.dtype, threads: int) -> bool:
+    """Whether whole chunks as one product on ``threads`` BLAS threads equal chunk-wise products.
+
+    They do where OpenBLAS splits rows at multiples of its kernels' height
+    (seen for float64 on x86, not for float32, whose blocking depends on the
+    height). Checked once per process on a few shapes, against one thread.
+    """
+    rng = np.random.RandomState(54321)  # a private generator: never the caller's draws
+    for n_features, n_clusters, n_rows in ((9, 120, 4 * ROW_CHUNK), (50, 100, 11 * ROW_CHUNK)):
+        X = (rng.normal(size=(n_rows, n_features)) * 10 + 3).astype(dtype)
+        C = rng.normal(size=(n_clusters, n_features)).astype(dtype)
+        results = []
+        for n_threads in (1, threads):
+            scorer = Scorer(n_clusters, n_features, dtype, threads=n_threads)
+            scorer.set_centers(C)
+            out = np.empty((n_rows, n_clusters), dtype)
+            with _blas.section(n_threads):
+                results.append(scorer.scores(X, scorer.row_buffer(n_rows), out))
+        if not np.array_equal(results[0], results[1]):
+            return False
+    return True
+
+
+def split_threads(dtype: np.dtype, n_features: int, n_clusters: int, n_rows: int) -> int:
+    """BLAS threads for scoring blocks of ``n_rows`` rows: 1, or all cores when it pays.
+
+    Splitting one product pays from about :data:`SPLIT_MIN_WORK` multiply-adds
+    per row (twice as fast for 50 features and 50 clusters on 2 cores); below
+    that, or for float32, or where :func:`_split_is_exact` finds that the
+    split changes rounding, products stay on one thread.
+    """
+    dtype = np.dtype(dtype)
+    threads = _blas.parallel_threads()
+    if (
+        threads < 2
+        or dtype != np.float64
+        or n_rows < SPLIT_MIN_ROWS
+        or (n_features + 1) * n_clusters < SPLIT_MIN_WORK
+    ):
+        return 1
+    return threads if _split_is_exact(dtype, threads) else 1
+
+
 def _sample_sq_distances(
-    X: np.ndarray, centers: np.ndarray, labels: np.ndarray, diff: np.ndarray
+    X: np.ndarray,
+    centers: np.ndarray,
+    labels: np.ndarray,
+    diff: np.ndarray,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Squared distance of each row to its assigned center, shape (n_rows,).
 
     Summed as scikit-learn's ``_euclidean_dense_dense``: features in blocks of
     four (``((d0 + d1) + d2) + d3``), blocks in order, then the remainder one
-    by one. ``diff`` is scratch of X's shape.
+    by one. ``diff`` is scratch of X's shape; ``out`` (n_rows,) receives the
+    result if given.
     """
     np.take(centers, labels, axis=0, out=diff, mode="clip")
     np.subtract(X, diff, out=diff)
@@ -251,12 +307,14 @@ def _sample_sq_distances(
         blocks = quads[:, :, 0] + quads[:, :, 1]
         blocks += quads[:, :, 2]
         blocks += quads[:, :, 3]
-        result = blocks[:, 0].copy()
+        result = np.empty(n_rows, diff.dtype) if out is None else out
+        np.copyto(result, blocks[:, 0])
         for j in range(1, n_blocks):
             result += blocks[:, j]
         rem_start = 4 * n_blocks
     else:
-        result = diff[:, 0].copy()
+        result = np.empty(n_rows, diff.dtype) if out is None else out
+        np.copyto(result, diff[:, 0])
         rem_start = 1
     for j in range(rem_start, n_features):
         result += diff[:, j]
@@ -297,14 +355,21 @@ class _BlockLabeller:
         block: int,
         labels_out: np.ndarray | None,
         with_inertia: bool,
+        table: _prune.CellTable | None = None,
+        score_rows: int | None = None,
     ) -> None:
         dtype = centers.dtype
         self.X, self.sample_weight, self.centers, self.scorer = X, sample_weight, centers, scorer
-        self.labels_out, self.with_inertia = labels_out, with_inertia
-        self.rows = scorer.row_buffer(block)
-        self.scores = np.empty((block, centers.shape[0]), dtype=dtype)
+        self.labels_out, self.with_inertia, self.table = labels_out, with_inertia, table
+        #: Most rows scored at once (rows of ``scores``).
+        self.score_rows = block if score_rows is None else min(block, score_rows)
+        self.rows = scorer.row_buffer(self.score_rows)
+        self.scores = np.empty((self.score_rows, centers.shape[0]), dtype=dtype)
         self.labels = np.empty(block, dtype=np.intp)
         self.diff = np.empty((block, centers.shape[1]), dtype=dtype) if with_inertia else None
+        self.gathered = (
+            np.empty((self.score_rows, centers.shape[1]), dtype=dtype) if table else None
+        )
 
     def run(self, start: int, stop: int) -> np.ndarray | None:
         """Label rows ``start:stop``; return their (weighted) squared distances if asked."""
@@ -313,7 +378,18 @@ class _BlockLabeller:
         if xb.dtype != self.centers.dtype:
             xb = xb.astype(self.centers.dtype)
         lab = self.labels[:n]
-        np.argmin(self.scorer.scores(xb, self.rows, self.scores[:n]), axis=1, out=lab)
+        if self.table is None:
+            np.argmin(self.scorer.scores(xb, self.rows, self.scores[:n]), axis=1, out=lab)
+        else:
+            # Rows in certain cells are labelled; the others are scored as usual.
+            self.table.lookup(xb, lab)
+            left = np.flatnonzero(lab < 0)
+            assert self.gathered is not None
+            for first in range(0, left.size, self.score_rows):
+                todo = left[first : first + self.score_rows]
+                rows = np.take(xb, todo, axis=0, out=self.gathered[: todo.size], mode="clip")
+                scores = self.scorer.scores(rows, self.rows, self.scores[: todo.size])
+                lab[todo] = np.argmin(scores, axis=1)
         if self.labels_out is not None:
             self.labels_out[start:stop] = lab
         if not self.with_inertia:
@@ -366,22 +442,30 @@ def labels_inertia(
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
     dtype = centers.dtype
-    block = min(rows_per_block(n_clusters, dtype.itemsize), n_samples)
+    score_rows = min(rows_per_block(n_clusters, dtype.itemsize), n_samples)
+    # Few features: most rows get their label from a grid of certain cells,
+    # and blocks are longer (the scores buffer holds only the rows left over).
+    table = _prune.table_for(n_samples, centers, dtype)
+    block = score_rows if table is None else min(n_samples, _prune.BLOCK_ROWS)
     n_blocks = -(-n_samples // block)
+    # Blocks are shared between Python threads with one BLAS thread each: that
+    # also spreads the argmin and distances, so it beats splitting products
+    # between BLAS threads (:func:`split_threads`) even for 50 features.
     scorer = Scorer(n_clusters, n_features, dtype)
     scorer.set_centers(centers)
-    n_threads = min(_n_threads(), n_blocks // PARALLEL_MIN_BLOCKS) or 1
+    min_blocks = PARALLEL_MIN_BLOCKS if table is None else 1
+    n_threads = min(_n_threads(), n_blocks // min_blocks) or 1
 
     def labeller() -> _BlockLabeller:
-        return _BlockLabeller(X, sample_weight, centers, scorer, block, labels_out, with_inertia)
+        return _BlockLabeller(
+            X, sample_weight, centers, scorer, block, labels_out, with_inertia, table, score_rows
+        )
 
     scratch = np.empty(block + 1, dtype=dtype)
     total = dtype.type(0)
     if n_threads == 1:
         state = labeller()
-        # One BLAS thread here too: OpenBLAS threads a 2560 x 50 x 50 product,
-        # and waking its threads per block made a 50k-row predict 5x slower.
-        with single_threaded_blas():
+        with _blas.section(1):
             for start in range(0, n_samples, block):
                 stop = min(start + block, n_samples)
                 sq = state.run(start, stop)
@@ -435,7 +519,8 @@ def labels_inertia(
         threading.Thread(target=helper, args=(labeller(),), daemon=True)
         for _ in range(n_threads - 1)
     ]
-    with single_threaded_blas():
+    # The helpers' products run inside this section too: one BLAS thread each.
+    with _blas.section(1):
         for thread in helpers:
             thread.start()
         try:
@@ -574,7 +659,28 @@ class StepWorkspace:
         self.capacity = batch_size
         self.X = np.empty((batch_size, n_features), dtype=dtype)
         self.weights = np.empty(batch_size, dtype=dtype)
-        self.scorer = Scorer(n_clusters, n_features, dtype)
+        # Big enough steps on few features are labelled half on a twin thread
+        # (as scikit-learn's OpenMP loop shares its chunks). Below that size the
+        # hand-over costs more than it saves; with many features the distances
+        # take dozens of small NumPy calls, whose GIL hand-overs between the two
+        # threads cost more than splitting the product between BLAS threads.
+        work = batch_size * n_clusters * (n_features + 1)
+        halves = (
+            _n_threads() > 1
+            and batch_size >= 2 * ROW_CHUNK
+            and n_features <= STEP_SPLIT_MAX_FEATURES
+            and work >= STEP_SPLIT_MIN_WORK
+        )
+        #: First row of the twin thread's half (a chunk boundary), or 0 for no split.
+        self.split = (batch_size // 2) // ROW_CHUNK * ROW_CHUNK if halves else 0
+        self._twin: Twin | None = None
+        self.scorer = Scorer(
+            n_clusters,
+            n_features,
+            dtype,
+            threads=1 if halves else split_threads(dtype, n_features, n_clusters, batch_size),
+        )
+        self.sq = np.empty(batch_size, dtype=dtype)
         self.rows = self.scorer.row_buffer(batch_size)
         self.scores = np.empty((batch_size, n_clusters), dtype=dtype)
         self.labels = np.empty(batch_size, dtype=np.intp)
@@ -590,8 +696,54 @@ class StepWorkspace:
         )
         self.acc = np.empty((n_clusters, n_features), dtype=dtype)
 
+    def close(self) -> None:
+        """End the twin thread, if one was started."""
+        if self._twin is not None:
+            self._twin.close()
+            self._twin = None
+
+    def __enter__(self) -> StepWorkspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def assign_sq(self, X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Labels of the rows of the batch ``X`` and their squared distances to them.
+
+        With :attr:`split` set, rows from that chunk boundary on are done on
+        the twin thread: each chunk's product and each row's distance are the
+        same computations on either thread. Call inside
+        ``_blas.section(self.scorer.threads)``. Returns views of workspace memory.
+        """
+        n_rows = X.shape[0]
+        self.scorer.set_centers(centers)
+        half = self.split if 0 < self.split < n_rows else 0
+        if not half:
+            self._label_rows(X, centers, 0, n_rows)
+        else:
+            if self._twin is None:
+                self._twin = Twin()
+            self._twin.start(lambda: self._label_rows(X, centers, half, n_rows))
+            try:
+                self._label_rows(X, centers, 0, half)
+            finally:
+                self._twin.join()
+        return self.labels[:n_rows], self.sq[:n_rows]
+
+    def _label_rows(self, X: np.ndarray, centers: np.ndarray, start: int, stop: int) -> None:
+        """Labels and squared distances of rows ``start:stop`` (``start`` on a chunk boundary)."""
+        xb = X[start:stop]
+        labels = self.labels[start:stop]
+        rows = None if self.rows is None else self.rows[start:stop]
+        np.argmin(self.scorer.scores(xb, rows, self.scores[start:stop]), axis=1, out=labels)
+        _sample_sq_distances(xb, centers, labels, self.diff[start:stop], out=self.sq[start:stop])
+
     def assign(self, X: np.ndarray, centers: np.ndarray) -> np.ndarray:
-        """Nearest of ``centers`` for each row of the batch ``X`` (a view of workspace memory)."""
+        """Nearest of ``centers`` for each row of the batch ``X`` (a view of workspace memory).
+
+        Call inside ``_blas.section(self.scorer.threads)`` (or a :class:`_blas.held`).
+        """
         n_rows = X.shape[0]
         self.scorer.set_centers(centers)
         labels = self.labels[:n_rows]
@@ -721,9 +873,7 @@ def mini_batch_step(
     float
         The batch inertia against ``centers`` (before the update).
     """
-    n_rows = X.shape[0]
-    labels = ws.assign(X, centers)
-    sq = _sample_sq_distances(X, centers, labels, ws.diff[:n_rows])
+    labels, sq = ws.assign_sq(X, centers)
     if sample_weight is not None:
         sq *= sample_weight
     inertia = ws.batch_inertia(sq)
@@ -765,7 +915,9 @@ def large_batch_step(
         stop = min(start + block, n_rows)
         xb = X[start:stop]
         lab = labels[start:stop]
-        np.argmin(ws.scorer.scores(xb, ws.rows, ws.scores[: stop - start]), axis=1, out=lab)
+        with _blas.section(ws.scorer.threads):
+            scores = ws.scorer.scores(xb, ws.rows, ws.scores[: stop - start])
+        np.argmin(scores, axis=1, out=lab)
         swb = None if sample_weight is None else sample_weight[start:stop]
         if swb is None:
             batch_weight += np.bincount(lab, minlength=n_clusters).astype(dtype)

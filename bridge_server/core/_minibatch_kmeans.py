@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from . import _blas
 from . import _kmeans_steps as steps
 from ._base import UNCHANGED, BaseEstimator
 from ._context import (
@@ -521,9 +522,10 @@ class MiniBatchKMeans(BaseEstimator):
         verbose = bool(self.verbose)
         step = 0
         batch_inertia = 0.0
-        # Limiting BLAS threads costs a few ms: only worth it for long loops.
-        with steps.single_threaded_blas(enabled=n_steps >= 200):
+        blas = _blas.held(workspace.scorer.threads)
+        with workspace, blas:
             for step in range(n_steps):
+                blas.breathe()
                 batch_idx = random_state.randint(0, n_samples, batch_size)
                 # mode="clip" only avoids take's buffering; the indices are in range.
                 xb = np.take(X, batch_idx, axis=0, out=workspace.X, mode="clip")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from core_oracle import SkMiniBatchKMeans
 
-from bridge_server.core import MiniBatchKMeans, _kmeans_steps
+from bridge_server.core import MiniBatchKMeans, _kmeans_steps, _prune
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -34,13 +34,17 @@ def test_folded_scores_equal_separate_add(dtype, n_features):
         np.testing.assert_array_equal(a, ref + np.einsum("ij,ij->i", C, C))
 
 
+@pytest.mark.parametrize("grid", [False, True])
 @pytest.mark.parametrize("with_weights", [False, True])
-def test_threaded_labels_and_inertia_equal_one_thread(monkeypatch, with_weights):
+def test_threaded_labels_and_inertia_equal_one_thread(monkeypatch, with_weights, grid):
     rng = np.random.RandomState(0)
     X = np.round(rng.normal(size=(20_000, 2)) * 5, 1)
     sw = rng.uniform(0.5, 2, size=20_000) if with_weights else None
     centers = X[rng.choice(20_000, 30, replace=False)]
     monkeypatch.setattr(_kmeans_steps, "BLOCK_BYTES", 1)  # one 256-row chunk per block
+    monkeypatch.setattr(_prune, "BLOCK_ROWS", 1000)  # grid blocks: 1000 rows
+    if not grid:
+        monkeypatch.setattr(_prune, "MIN_ROWS", 10**9)
     monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 1)
     labels_one = np.empty(20_000, np.int32)
     inertia_one = _kmeans_steps.labels_inertia(X, sw, centers, labels_one)
@@ -61,6 +65,7 @@ def test_threaded_labels_and_inertia_equal_one_thread(monkeypatch, with_weights)
 def test_threaded_labels_stop_on_error(monkeypatch):
     X = np.random.RandomState(1).normal(size=(20_000, 2))
     monkeypatch.setattr(_kmeans_steps, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(_prune, "BLOCK_ROWS", 1000)
     monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 2)
     before = threading.active_count()
 
@@ -92,6 +97,35 @@ def test_threaded_predict_matches_sklearn(monkeypatch):
     ours = MiniBatchKMeans(n_clusters=20, random_state=0).fit(X)
     ref = SkMiniBatchKMeans(n_clusters=20, random_state=0).fit(X)
     monkeypatch.setattr(_kmeans_steps, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(_prune, "BLOCK_ROWS", 1000)
     monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 2)
     np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
     np.testing.assert_allclose(ours.score(X), ref.score(X), rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("n_features", "n_clusters", "dtype", "how"),
+    [
+        (2, 100, np.float64, "twin"),  # 1024 x 100 x 3: halves on two threads
+        (3, 70, np.float32, "twin"),
+        (20, 60, np.float64, "blas"),  # 21 x 60 >= SPLIT_MIN_WORK: one product, BLAS threads
+        (20, 60, np.float32, "one"),  # float32 blocking changes with height: never split
+    ],
+)
+def test_split_steps_match_sklearn(n_features, n_clusters, dtype, how):
+    rng = np.random.RandomState(n_features)
+    X = np.round(rng.normal(size=(30_000, n_features)) * 4, 1).astype(dtype)
+    ws = _kmeans_steps.StepWorkspace(1024, n_clusters, n_features, np.dtype(dtype))
+    with ws:
+        if _kmeans_steps._n_threads() > 1:
+            assert (ws.split > 0) == (how == "twin")
+            assert (ws.scorer.threads > 1) == (how == "blas" and _kmeans_steps._blas.AVAILABLE)
+    params = dict(n_clusters=n_clusters, batch_size=1024, max_iter=3, random_state=0)
+    ours = MiniBatchKMeans(**params).fit(X)
+    ref = SkMiniBatchKMeans(**params).fit(X)
+    assert ours.n_steps_ == ref.n_steps_
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    np.testing.assert_allclose(
+        ours.cluster_centers_, ref.cluster_centers_, rtol=1e-6 if dtype == np.float32 else 1e-12
+    )
+    assert not any(t.name == "skbridge-twin" for t in threading.enumerate())

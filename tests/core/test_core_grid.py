@@ -1,0 +1,120 @@
+"""The grid of certain cells (``_prune``) never gives a label the scores would not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from core_oracle import SkMiniBatchKMeans, single_threaded
+
+from bridge_server.core import MiniBatchKMeans, _blas, _kmeans_steps, _prune
+
+
+def _scored_labels(X: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """argmin of the exact scorer over all centers: the reference labels."""
+    scorer = _kmeans_steps.Scorer(C.shape[0], C.shape[1], C.dtype)
+    scorer.set_centers(C)
+    out = np.empty((X.shape[0], C.shape[0]), C.dtype)
+    with _blas.section(1):
+        return np.argmin(scorer.scores(X, scorer.row_buffer(X.shape[0]), out), axis=1)
+
+
+def _datasets(n_features: int, dtype: type) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    rng = np.random.RandomState(n_features)
+    n = 30_000
+    blob_centers = rng.uniform(-50, 50, size=(40, n_features))
+    blobs = blob_centers[rng.randint(0, 40, n)] + rng.normal(size=(n, n_features))
+    grid = rng.randint(-6, 7, size=(n, n_features)).astype(float)
+    sets = [
+        ("blobs", blobs, blob_centers + rng.normal(scale=0.1, size=blob_centers.shape)),
+        # Integer data and integer centers: many rows exactly halfway between two.
+        ("integer ties", grid, rng.randint(-6, 7, size=(25, n_features)).astype(float)),
+        # Duplicated centers are never certain; the lower index must win.
+        ("duplicate centers", grid, np.repeat(rng.randint(-6, 7, size=(8, n_features)), 2, 0)),
+        (
+            "rounded",
+            np.round(rng.normal(size=(n, n_features)) * 10, 1),
+            rng.normal(size=(30, n_features)) * 10,
+        ),
+        (
+            "offset",
+            rng.normal(size=(n, n_features)) * 1e3 + 1e5,
+            rng.normal(size=(30, n_features)) * 1e3 + 1e5,
+        ),
+        # Rows far outside the centers' box, beyond the grid.
+        ("far rows", rng.normal(size=(n, n_features)) * 1e4, rng.normal(size=(20, n_features))),
+    ]
+    return [(name, X.astype(dtype), C.astype(dtype)) for name, X, C in sets]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_features", [1, 2, 3])
+def test_certain_cells_agree_with_the_scores(dtype, n_features):
+    for name, X, C in _datasets(n_features, dtype):
+        # Sized as for a million rows: a finer grid (3 features need it to do much).
+        table = _prune.CellTable(C, 1_000_000, np.dtype(dtype))
+        looked_up = table.lookup(X, np.empty(X.shape[0], np.intp))
+        certain = looked_up >= 0
+        expected = _scored_labels(X, C)
+        np.testing.assert_array_equal(looked_up[certain], expected[certain], err_msg=name)
+        if name == "blobs":
+            assert certain.mean() > 0.5, (name, certain.mean())  # the grid does its job
+        if name == "duplicate centers":
+            # Twins are never certain, so neither of a pair is ever looked up.
+            assert not certain.any(), name
+
+
+def test_lookup_places_rows_in_the_ring_outside_the_box():
+    C = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    table = _prune.CellTable(C, 100_000, np.dtype(np.float64))
+    far = np.array([[1e300, 0.0], [-1e300, 5.0], [3.0, -1e12], [np.nextafter(-2.0, -3), 1.0]])
+    out = table.lookup(far, np.empty(4, np.intp))
+    assert list(out[:3]) == [-1, -1, -1]
+    # Just inside the box's margin: a certain label is still the right one.
+    assert out[3] in (-1, 0)
+
+
+@pytest.mark.parametrize("with_weights", [False, True])
+def test_labels_and_inertia_equal_with_and_without_the_grid(monkeypatch, with_weights):
+    rng = np.random.RandomState(5)
+    X = np.round(rng.normal(size=(50_000, 2)) * 4, 1)
+    sw = rng.uniform(0.5, 2, size=X.shape[0]) if with_weights else None
+    C = X[rng.choice(X.shape[0], 60, replace=False)]
+    with_grid = np.empty(X.shape[0], np.int32)
+    inertia_grid = _kmeans_steps.labels_inertia(X, sw, C, with_grid)
+    assert _prune.table_for(X.shape[0], C, X.dtype) is not None  # the grid was used
+    monkeypatch.setattr(_prune, "MIN_ROWS", 10**9)
+    without = np.empty(X.shape[0], np.int32)
+    inertia_plain = _kmeans_steps.labels_inertia(X, sw, C, without)
+    np.testing.assert_array_equal(with_grid, without)
+    assert inertia_grid == inertia_plain
+
+
+def test_tables_are_reused_for_the_same_centers():
+    rng = np.random.RandomState(6)
+    C = rng.normal(size=(10, 2))
+    first = _prune.table_for(100_000, C, np.dtype(np.float64))
+    assert _prune.table_for(100_001, C.copy(), np.dtype(np.float64)) is first
+    moved = C.copy()
+    moved[3, 1] += 1e-12
+    assert _prune.table_for(100_000, moved, np.dtype(np.float64)) is not first
+    assert _prune.table_for(100_000, C.astype(np.float32), np.dtype(np.float32)) is not first
+    assert _prune.table_for(_prune.MIN_ROWS - 1, C, np.dtype(np.float64)) is None
+    assert _prune.table_for(100_000, rng.normal(size=(10, 4)), np.dtype(np.float64)) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_features", [1, 2, 3])
+def test_predict_and_score_match_sklearn_on_tie_heavy_data(dtype, n_features):
+    rng = np.random.RandomState(10 + n_features)
+    X = rng.randint(-8, 9, size=(12_000, n_features)).astype(dtype)
+    X_new = rng.randint(-10, 11, size=(20_000, n_features)).astype(dtype)
+    params = dict(n_clusters=12, batch_size=256, max_iter=5, random_state=0, n_init=1)
+    ours = MiniBatchKMeans(**params).fit(X)
+    ref = SkMiniBatchKMeans(**params).fit(X)
+    np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    np.testing.assert_array_equal(ours.predict(X_new), ref.predict(X_new))
+    # Labels are exact; the float32 total is summed in a different order (as in fit).
+    with single_threaded():
+        rtol = 1e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(ours.score(X_new), ref.score(X_new), rtol=rtol)

@@ -1,0 +1,82 @@
+"""The core's thread plumbing: BLAS thread sections and the twin thread of a step."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from bridge_server.core import _blas
+from bridge_server.core._twin import Twin
+
+
+def test_blas_threads_are_controlled_where_numpy_bundles_openblas():
+    config = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    if "openblas" in str(config.get("name", "")).lower():
+        assert _blas.AVAILABLE
+    else:
+        assert _blas.current_threads() is None or _blas.AVAILABLE
+
+
+def test_section_sets_and_restores_the_count():
+    before = _blas.current_threads()
+    with _blas.section(1):
+        if _blas.AVAILABLE:
+            assert _blas.current_threads() == 1
+        with _blas.section(2):  # re-entrant
+            if _blas.AVAILABLE:
+                assert _blas.current_threads() == 2
+        if _blas.AVAILABLE:
+            assert _blas.current_threads() == 1
+    assert _blas.current_threads() == before
+    with pytest.raises(ZeroDivisionError), _blas.section(1):
+        1 / 0  # noqa: B018
+    assert _blas.current_threads() == before
+
+
+def test_sections_exclude_each_other_and_held_lets_others_in():
+    entered = threading.Event()
+    order: list[str] = []
+
+    def other() -> None:
+        with _blas.section(1):
+            order.append("other")
+            entered.set()
+
+    held = _blas.held(1)
+    with held:
+        held.breathe()  # nobody waiting: keeps the section
+        thread = threading.Thread(target=other)
+        thread.start()
+        time.sleep(0.05)
+        assert not entered.is_set()  # waits while the section is held
+        order.append("held")
+        held.breathe()  # steps aside for the waiting thread, then queues behind it
+        assert entered.is_set()
+        order.append("held again")
+    thread.join(5)
+    assert order == ["held", "other", "held again"]
+
+
+def test_twin_runs_tasks_on_another_thread_and_reraises():
+    seen: list[int] = []
+    with Twin() as twin:
+        for i in range(50):
+            twin.start(lambda i=i: seen.append(threading.get_ident()))
+            twin.join()
+        assert len(seen) == 50 and threading.get_ident() not in seen
+
+        def boom() -> None:
+            raise MemoryError("in the twin")
+
+        twin.start(boom)
+        with pytest.raises(MemoryError, match="in the twin"):
+            twin.join()
+        twin.start(lambda: seen.append(0))  # still usable after an error
+        with pytest.raises(RuntimeError, match="still running"):
+            twin.start(lambda: None)
+        twin.join()
+        assert seen[-1] == 0
+    assert not any(t.name == "skbridge-twin" for t in threading.enumerate())
