@@ -78,16 +78,24 @@ def row_sq_norms(X: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- #
 
 
-def _sq_distances_init(A: np.ndarray, B: np.ndarray, B_sq_norms: np.ndarray) -> np.ndarray:
+def _sq_distances_init(
+    A: np.ndarray,
+    B: np.ndarray,
+    B_sq_norms: np.ndarray,
+    A_sq_norms: np.ndarray | None = None,
+) -> np.ndarray:
     """Squared distances (len(A), len(B)) as k-means++ computes them, clipped at 0.
 
-    float64: ``-2 A B^T + |a|^2 + |b|^2`` with the given ``|b|^2``. float32:
-    computed in float64 on blocks of the rows (scikit-learn's upcast, whose
-    block size is reproduced), then rounded to float32.
+    float64: ``-2 A B^T + |a|^2 + |b|^2`` with the given ``|b|^2`` (and
+    ``|a|^2`` if given: equal to recomputing them, as einsum's per-row sum
+    does not depend on the other rows). float32: computed in float64 on blocks
+    of the rows (scikit-learn's upcast, whose block size is reproduced), then
+    rounded to float32.
     """
     if A.dtype != np.float32 and B.dtype != np.float32:
-        out = -2 * (A @ B.T)
-        out += row_sq_norms(A)[:, np.newaxis]
+        out = np.matmul(A, B.T)
+        out *= -2
+        out += (row_sq_norms(A) if A_sq_norms is None else A_sq_norms)[:, np.newaxis]
         out += B_sq_norms.reshape(1, -1)
     else:
         out = np.empty((A.shape[0], B.shape[0]), dtype=np.float32)
@@ -565,8 +573,9 @@ def euclidean_distances_block(X: np.ndarray, centers: np.ndarray, out: np.ndarra
 
 def _stable_cumsum(values: np.ndarray) -> np.ndarray:
     """Cumulative sum in float64, warning (as scikit-learn) if it drifted from the sum."""
-    out = np.cumsum(values, axis=None, dtype=np.float64)
-    expected = np.sum(values, axis=None, dtype=np.float64)
+    # add.accumulate / add.reduce are cumsum / sum (the same loops) without the wrappers.
+    out = np.add.accumulate(values.ravel(), dtype=np.float64)
+    expected = np.add.reduce(values.ravel(), dtype=np.float64)
     if not is_close(float(out[-1]), float(expected)):
         warn(
             "cumsum was found to be unstable: its last element does not correspond to sum",
@@ -614,8 +623,10 @@ def kmeans_plusplus(
         rand_vals = random_state.uniform(size=n_local_trials) * current_pot
         candidate_ids = np.searchsorted(_stable_cumsum(sample_weight * closest_dist_sq), rand_vals)
         # Rounding can put a draw past the last cumulative value.
-        np.clip(candidate_ids, None, closest_dist_sq.size - 1, out=candidate_ids)
-        dist_to_candidates = _sq_distances_init(X[candidate_ids], X, x_sq_norms)
+        np.minimum(candidate_ids, closest_dist_sq.size - 1, out=candidate_ids)
+        dist_to_candidates = _sq_distances_init(
+            X[candidate_ids], X, x_sq_norms, x_sq_norms[candidate_ids]
+        )
         np.minimum(closest_dist_sq, dist_to_candidates, out=dist_to_candidates)
         candidates_pot = dist_to_candidates @ sample_weight.reshape(-1, 1)
         best = np.argmin(candidates_pot)
