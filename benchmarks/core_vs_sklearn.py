@@ -8,7 +8,9 @@ Cases:
 
 For each case: median fit and predict (held-out rows) time per side, the ratios
 core/sklearn, the inertia ratio; asserts the same ``n_steps_`` and identical
-labels. Run ``python benchmarks/core_vs_sklearn.py [--quick] [--repeats N]``.
+labels. "predict" repeats a fitted model's predict (the core reuses its grid
+of certain cells for unchanged centers); "predict, cold" rebuilds it per call.
+Run ``python benchmarks/core_vs_sklearn.py [--quick] [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from harness import compare, print_table, summarise  # noqa: E402
 from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans  # noqa: E402
 from sklearn.datasets import make_blobs  # noqa: E402
 
-from bridge_server.core import MiniBatchKMeans  # noqa: E402
+from bridge_server.core import MiniBatchKMeans, _prune  # noqa: E402
 
 
 def seed_case() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -69,6 +71,12 @@ CASES: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, dict[str, Any]]]] = 
 }
 
 
+def cold_predict(est: MiniBatchKMeans, X: np.ndarray) -> np.ndarray:
+    """``est.predict(X)`` with no grid kept from an earlier call."""
+    _prune.clear_cache()
+    return est.predict(X)
+
+
 def run(repeats: int, warmup: int, only: str | None) -> None:
     rows = []
     for name, make in CASES.items():
@@ -90,17 +98,29 @@ def run(repeats: int, warmup: int, only: str | None) -> None:
             repeats=repeats,
             warmup=warmup,
         )
+        # Predict is short, so it gets more rounds. The core keeps its grid of
+        # certain cells per set of centers (a fitted model's repeated predicts
+        # build one); "predict, cold" drops it before every call.
         predict_times = compare(
             {
                 "core": lambda X_new=X_new, est=ours: est.predict(X_new),
                 "sklearn": lambda X_new=X_new, est=ref: est.predict(X_new),
             },
-            repeats=max(repeats, 3),
+            repeats=max(5 * repeats, 15),
+            warmup=1,
+        )
+        cold_times = compare(
+            {
+                "core": lambda X_new=X_new, est=ours: cold_predict(est, X_new),
+                "sklearn": lambda X_new=X_new, est=ref: est.predict(X_new),
+            },
+            repeats=max(5 * repeats, 15),
             warmup=1,
         )
         extra = dict(n_steps=str(ours.n_steps_), inertia=f"{inertia_ratio:.12f}")
         rows.append(summarise(f"fit     {name}", fit_times, baseline="sklearn", **extra))
         rows.append(summarise(f"predict {name}", predict_times, baseline="sklearn"))
+        rows.append(summarise(f"predict, cold {name}", cold_times, baseline="sklearn"))
         print(f"done: {name}", flush=True)
     print()
     print_table(rows)

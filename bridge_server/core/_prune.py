@@ -81,25 +81,19 @@ def _squared_distances(points: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return out
 
 
-def _outer_sum(parts: list[np.ndarray], out: np.ndarray) -> np.ndarray:
-    """``parts[0][:, i] + parts[1][:, j] + ...`` over all (i, j, ...), per leading row.
+def _outer_views(parts: list[np.ndarray]) -> list[np.ndarray]:
+    """Views of the (m, split, n1) parts that broadcast to (m, split, ..., split, n1).
 
-    Each part is (n1, split); ``out`` is (n1, split, split, ...).
+    ``sum(view[j] for view in views)`` is then ``parts[0][j, i0] + parts[1][j, i1] + ...``
+    for every fine cell (i0, i1, ..., coarse cell).
     """
-    if len(parts) == 1:
-        np.copyto(out, parts[0])
-        return out
     n_axes = len(parts)
-    views = [
-        part.reshape(
-            (part.shape[0],) + (1,) * index + (part.shape[1],) + (1,) * (n_axes - 1 - index)
-        )
-        for index, part in enumerate(parts)
-    ]
-    np.add(views[0], views[1], out=out)
-    for view in views[2:]:
-        out += view
-    return out
+    views = []
+    for index, part in enumerate(parts):
+        m, split, n1 = part.shape
+        ones_before, ones_after = (1,) * index, (1,) * (n_axes - 1 - index)
+        views.append(part.reshape((m, *ones_before, split, *ones_after, n1)))
+    return views
 
 
 class CellTable:
@@ -177,40 +171,45 @@ class CellTable:
         split = max(1, min(split, int((MAX_CELLS / n1) ** (1.0 / n_features))))
         fine_width = coarse_width / split
         fine_radius = _half_diagonal(fine_width)
-        # Squared distance by axis, (m, n1, split) each: (x_i - c_j)^2 for the
-        # split middles x_i of each coarse cell along that axis.
+        # Squared distance by axis, (m, split, n1) each: (x_i - c_j)^2 for the
+        # split middles x_i of each coarse cell along that axis. Coarse cells
+        # are the last (longest) axis, so every NumPy loop below is long.
         cand = padded[cand_index]  # (n1, m, d)
-        steps = (np.arange(split) + 0.5)[np.newaxis, :]
+        steps = (np.arange(split) + 0.5)[:, np.newaxis]
         per_axis = []
         with np.errstate(invalid="ignore"):
             for axis in range(n_features):
-                mid = starts[:, axis, np.newaxis] + steps * fine_width[axis]  # (n1, split)
-                t = mid[np.newaxis, :, :] - cand[:, :, axis].T[:, :, np.newaxis]
+                mid = starts[np.newaxis, :, axis] + steps * fine_width[axis]  # (split, n1)
+                t = mid[np.newaxis, :, :] - cand[:, :, axis].T[:, np.newaxis, :]
                 per_axis.append(np.multiply(t, t, out=t))
         # The two nearest candidates of every fine cell, one candidate at a time
         # (a running minimum over few candidates beats argmin's per-row cost).
-        cells = (n1,) + (split,) * n_features
+        cells = (split,) * n_features + (n1,)
         best = np.full(cells, np.inf)
         second = np.full(cells, np.inf)
         local = np.zeros(cells, dtype=np.intp)
         d2 = np.empty(cells)
+        larger = np.empty(cells)
         closer = np.empty(cells, dtype=bool)
+        views = _outer_views(per_axis)
         for j in range(n_cand):
-            _outer_sum([a[j] for a in per_axis], out=d2)
+            np.copyto(d2, views[0][j])
+            for view in views[1:]:
+                d2 += view[j]
             np.less(d2, best, out=closer)
-            np.minimum(second, d2, out=second)
-            np.copyto(second, best, where=closer)
-            np.copyto(best, d2, where=closer)
             np.copyto(local, j, where=closer)
-        first, second = np.sqrt(best), np.sqrt(second)
-        sure = beaten(second, first, fine_radius).reshape(n1, -1)
-        chosen = np.take_along_axis(cand_index, local.reshape(n1, -1), axis=1)
-        labels = np.where(sure, chosen, -1)
+            # second = min(second, max(best, d2)); best = min(best, d2)
+            np.maximum(best, d2, out=larger)
+            np.minimum(second, larger, out=second)
+            np.minimum(best, d2, out=best)
+        sure = beaten(np.sqrt(second), np.sqrt(best), fine_radius)
+        labels = np.where(sure, cand_index[np.arange(n1), local], -1)
 
-        # Fine cells in grid order: (coarse axes..., split axes...) interleaved.
+        # Fine cells in grid order: (split axes..., coarse axes...) to
+        # (coarse 0, split 0, coarse 1, split 1, ...).
         inner = coarse * split
-        grid = labels.reshape(tuple(coarse) + (split,) * n_features)
-        perm = [a for axis in range(n_features) for a in (axis, n_features + axis)]
+        grid = labels.reshape((split,) * n_features + tuple(coarse))
+        perm = [a for axis in range(n_features) for a in (n_features + axis, axis)]
         grid = grid.transpose(perm).reshape(tuple(inner))
 
         #: Cells per axis, with the ring.
@@ -273,6 +272,12 @@ CACHE_SIZE = 4
 
 _cache: OrderedDict[tuple[object, ...], CellTable] = OrderedDict()
 _cache_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every kept table (benchmarks time a first call with it)."""
+    with _cache_lock:
+        _cache.clear()
 
 
 def table_for(n_samples: int, centers: np.ndarray, dtype: np.dtype) -> CellTable | None:
