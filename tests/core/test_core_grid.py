@@ -91,7 +91,7 @@ def test_labels_and_inertia_equal_with_and_without_the_grid(monkeypatch, with_we
 
 def test_tables_are_reused_for_the_same_centers():
     rng = np.random.RandomState(6)
-    C = rng.normal(size=(10, 2))
+    C = rng.normal(size=(30, 2))
     first = _prune.table_for(100_000, C, np.dtype(np.float64))
     assert _prune.table_for(100_001, C.copy(), np.dtype(np.float64)) is first
     moved = C.copy()
@@ -99,18 +99,21 @@ def test_tables_are_reused_for_the_same_centers():
     assert _prune.table_for(100_000, moved, np.dtype(np.float64)) is not first
     assert _prune.table_for(100_000, C.astype(np.float32), np.dtype(np.float32)) is not first
     assert _prune.table_for(_prune.MIN_ROWS - 1, C, np.dtype(np.float64)) is None
-    assert _prune.table_for(100_000, rng.normal(size=(10, 4)), np.dtype(np.float64)) is None
+    assert _prune.table_for(100_000, rng.normal(size=(30, 4)), np.dtype(np.float64)) is None
+    few = rng.normal(size=(_prune.MIN_CLUSTERS - 1, 2))  # labelling is cheap: no grid
+    assert _prune.table_for(100_000, few, np.dtype(np.float64)) is None
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n_features", [1, 2, 3])
 def test_predict_and_score_match_sklearn_on_tie_heavy_data(dtype, n_features):
     rng = np.random.RandomState(10 + n_features)
-    X = rng.randint(-8, 9, size=(12_000, n_features)).astype(dtype)
-    X_new = rng.randint(-10, 11, size=(20_000, n_features)).astype(dtype)
-    params = dict(n_clusters=12, batch_size=256, max_iter=5, random_state=0, n_init=1)
+    X = rng.randint(-20, 21, size=(12_000, n_features)).astype(dtype)
+    X_new = rng.randint(-25, 26, size=(20_000, n_features)).astype(dtype)
+    params = dict(n_clusters=30, batch_size=256, max_iter=5, random_state=0, n_init=1)
     ours = MiniBatchKMeans(**params).fit(X)
     ref = SkMiniBatchKMeans(**params).fit(X)
+    assert _prune.table_for(X_new.shape[0], ours.cluster_centers_, np.dtype(dtype)) is not None
     np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
     np.testing.assert_array_equal(ours.labels_, ref.labels_)
     np.testing.assert_array_equal(ours.predict(X_new), ref.predict(X_new))
