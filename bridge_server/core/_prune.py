@@ -44,9 +44,13 @@ MAX_FEATURES = 3
 #: Fewest rows for which building a table pays.
 MIN_ROWS = 4096
 
-#: Fewest centers for which the grid pays: a row's labelling costs about
-#: 1.7 ns per center, a lookup about 12 ns plus the build's share.
+#: Fewest centers for which a grid used once pays: a row's labelling costs
+#: about 1.7 ns per center, a lookup about 12 ns plus the build's share.
 MIN_CLUSTERS = 24
+
+#: Rows over which a grid pays even for a few centers (the build is at most
+#: :data:`MAX_PAIRS` pairs, about 20 ms).
+AMORTIZE_ROWS = 1 << 22
 
 #: Rows looked up per block (blocks are long: each costs a dozen NumPy calls).
 BLOCK_ROWS = 1 << 15
@@ -275,6 +279,8 @@ def _cell_corners(lo: np.ndarray, width: np.ndarray, shape: np.ndarray) -> np.nd
 CACHE_SIZE = 4
 
 _cache: OrderedDict[tuple[object, ...], CellTable] = OrderedDict()
+#: Keys of tables not built yet because they had few centers and were seen once.
+_seen: OrderedDict[tuple[object, ...], None] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -282,6 +288,7 @@ def clear_cache() -> None:
     """Forget every kept table (benchmarks time a first call with it)."""
     with _cache_lock:
         _cache.clear()
+        _seen.clear()
 
 
 def table_for(n_samples: int, centers: np.ndarray, dtype: np.dtype) -> CellTable | None:
@@ -289,14 +296,18 @@ def table_for(n_samples: int, centers: np.ndarray, dtype: np.dtype) -> CellTable
 
     Tables depend only on the centers' values, the dtype and the scale of
     ``n_samples``; the last :data:`CACHE_SIZE` are kept, so predicting chunk
-    after chunk against the same centers builds one.
+    after chunk against the same centers builds one. With few centers
+    (labelling is cheap) a table is built only when it will be used enough:
+    for at least :data:`AMORTIZE_ROWS` rows, or for centers seen before (the
+    second chunk of a predict stream, not each call of a ``partial_fit``
+    stream, whose centers move every time).
     """
-    n_features = centers.shape[1]
+    n_features, n_clusters = centers.shape[1], centers.shape[0]
     dtype = np.dtype(dtype)
     if (
         n_features > MAX_FEATURES
         or n_samples < MIN_ROWS
-        or centers.shape[0] < MIN_CLUSTERS
+        or n_clusters < 2
         or not gather_is_exact(dtype, n_features)
     ):
         return None
@@ -306,6 +317,12 @@ def table_for(n_samples: int, centers: np.ndarray, dtype: np.dtype) -> CellTable
         if table is not None:
             _cache.move_to_end(key)
             return table
+        if n_clusters < MIN_CLUSTERS and n_samples < AMORTIZE_ROWS and key not in _seen:
+            _seen[key] = None
+            while len(_seen) > CACHE_SIZE:
+                _seen.popitem(last=False)
+            return None
+        _seen.pop(key, None)
     # Sized for the top of the bucket, so every call that shares it is served as well.
     table = CellTable(centers, 1 << n_samples.bit_length(), dtype)
     with _cache_lock:

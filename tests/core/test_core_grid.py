@@ -100,8 +100,14 @@ def test_tables_are_reused_for_the_same_centers():
     assert _prune.table_for(100_000, C.astype(np.float32), np.dtype(np.float32)) is not first
     assert _prune.table_for(_prune.MIN_ROWS - 1, C, np.dtype(np.float64)) is None
     assert _prune.table_for(100_000, rng.normal(size=(30, 4)), np.dtype(np.float64)) is None
-    few = rng.normal(size=(_prune.MIN_CLUSTERS - 1, 2))  # labelling is cheap: no grid
+    # Few centers: labelling is cheap, so a grid only for centers seen twice
+    # (a predict stream, not a partial_fit stream) or for very many rows.
+    few = rng.normal(size=(_prune.MIN_CLUSTERS - 1, 2))
     assert _prune.table_for(100_000, few, np.dtype(np.float64)) is None
+    assert _prune.table_for(100_000, few + 1, np.dtype(np.float64)) is None
+    assert _prune.table_for(100_000, few, np.dtype(np.float64)) is not None
+    assert _prune.table_for(100_000, few + 2, np.dtype(np.float64)) is None
+    assert _prune.table_for(_prune.AMORTIZE_ROWS, few + 2, np.dtype(np.float64)) is not None
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
