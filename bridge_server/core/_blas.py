@@ -3,8 +3,8 @@
 NumPy's wheels bundle OpenBLAS, whose thread count is one process-wide
 setting. It matters to the core twice over:
 
-* speed: a minibatch step's product of 1024 x 3 by 3 x 100 is slower on two
-  threads than on one, while 1024 x 50 by 50 x 50 is twice as fast on two;
+* speed: waking BLAS threads for a minibatch step's small products costs
+  more than it saves, and the core's own threads already use the cores;
 * exactness: OpenBLAS splits a product's rows between its threads, and the
   rows at the edge of a split go through its edge kernels, which round
   differently once there are 8 or more features. A block of rows whose height
@@ -12,7 +12,7 @@ setting. It matters to the core twice over:
   scikit-learn runs all its products (one BLAS thread inside each OpenMP
   thread), or a label can differ from scikit-learn's.
 
-So the setting is changed only inside :func:`section`, which holds a
+So the core's products run inside :class:`section` (one thread), which holds a
 process-wide lock for its duration: a concurrent fit in another server worker
 waits for the section to end rather than changing the count under it.
 
@@ -122,14 +122,6 @@ def _release() -> None:
     _lock.release()
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 @functools.cache
 def default_threads() -> int:
     """BLAS threads outside any section: OpenBLAS's own setting when the core first asked."""
@@ -141,13 +133,6 @@ def default_threads() -> int:
 def current_threads() -> int | None:
     """BLAS threads right now, or None where they cannot be controlled."""
     return None if _FUNCS is None else int(_FUNCS[1]())
-
-
-def parallel_threads() -> int:
-    """Threads for a product worth splitting: the cores, at most BLAS's own setting."""
-    if _FUNCS is None:
-        return 1
-    return max(1, min(usable_cores(), default_threads()))
 
 
 class section:  # noqa: N801 - used like a function: ``with section(2): ...``

@@ -43,13 +43,6 @@ FOLD_MAX_FEATURES = 2
 #: Blocks per thread below which labelling stays on the calling thread.
 PARALLEL_MIN_BLOCKS = 4
 
-#: Least ``(n_features [+ 1]) * n_clusters`` for which one product is split between
-#: BLAS threads (OpenBLAS itself only splits products about this size or larger).
-SPLIT_MIN_WORK = 1024
-
-#: Fewest rows of a product that is split between BLAS threads.
-SPLIT_MIN_ROWS = 2 * ROW_CHUNK
-
 #: Least ``batch_size * n_clusters * (n_features + 1)`` for which a minibatch step
 #: is labelled on two threads (1024 rows x 100 centers x 2 features is above).
 STEP_SPLIT_MIN_WORK = 1 << 18
@@ -170,9 +163,6 @@ class Scorer:
     dtype : numpy dtype
     fold : bool or None
         Force folding on or off (the probe); None asks :func:`_fold_norms`.
-    threads : int
-        BLAS threads for the whole-chunk part of a block (see :func:`split_threads`);
-        the caller runs :meth:`scores` inside ``_blas.section(threads)``.
     """
 
     def __init__(
@@ -182,13 +172,11 @@ class Scorer:
         dtype: np.dtype,
         *,
         fold: bool | None = None,
-        threads: int = 1,
     ) -> None:
         dtype = np.dtype(dtype)
         self.fold = _fold_norms(dtype, n_features) if fold is None else fold
         self.n_features = n_features
         self.dtype = dtype
-        self.threads = threads
         width = n_features + 1 if self.fold else n_features
         # Filled row-wise as (k, width) and used transposed: the same (Fortran)
         # layout as ``(-2 * centers).T``.
@@ -213,10 +201,9 @@ class Scorer:
         """Scores of the rows of ``X`` (starting on a chunk boundary) into ``out``.
 
         ``rows`` is this scorer's :meth:`row_buffer` (at least ``len(X)`` rows).
-        Products are taken in :data:`ROW_CHUNK`-row GEMMs, as scikit-learn's;
-        with ``threads > 1`` the whole chunks are one product split between
-        BLAS threads (the same values: :func:`split_threads` checked) and the
-        last, partial chunk runs on one thread.
+        Products are taken in :data:`ROW_CHUNK`-row GEMMs, as scikit-learn's.
+        Run inside ``_blas.section(1)``: on more BLAS threads a partial chunk's
+        rows could be split between them and round differently.
         """
         n_rows = X.shape[0]
         if self.fold:
@@ -227,68 +214,20 @@ class Scorer:
             lhs = X
         rhs = self.matrix
         full = n_rows // ROW_CHUNK if n_rows > ROW_CHUNK else 0
-        head = full * ROW_CHUNK
-        if full and self.threads > 1:
-            np.matmul(lhs[:head], rhs, out=out[:head])
-        elif full:
+        if full:
+            head = full * ROW_CHUNK
             np.matmul(
                 lhs[:head].reshape(full, ROW_CHUNK, lhs.shape[1]),
                 rhs,
                 out=out[:head].reshape(full, ROW_CHUNK, out.shape[1]),
             )
-        if head < n_rows:
-            if self.threads > 1:
-                with _blas.section(1):
-                    np.matmul(lhs[head:], rhs, out=out[head:])
-            else:
+            if head < n_rows:
                 np.matmul(lhs[head:], rhs, out=out[head:])
+        else:
+            np.matmul(lhs, rhs, out=out)
         if not self.fold:
             out += self.norms
         return out
-
-
-@functools.cache
-def _split_is_exact(dtype: np.dtype, threads: int) -> bool:
-    """Whether whole chunks as one product on ``threads`` BLAS threads equal chunk-wise products.
-
-    They do where OpenBLAS splits rows at multiples of its kernels' height
-    (seen for float64 on x86, not for float32, whose blocking depends on the
-    height). Checked once per process on a few shapes, against one thread.
-    """
-    rng = np.random.RandomState(54321)  # a private generator: never the caller's draws
-    for n_features, n_clusters, n_rows in ((9, 120, 4 * ROW_CHUNK), (50, 100, 11 * ROW_CHUNK)):
-        X = (rng.normal(size=(n_rows, n_features)) * 10 + 3).astype(dtype)
-        C = rng.normal(size=(n_clusters, n_features)).astype(dtype)
-        results = []
-        for n_threads in (1, threads):
-            scorer = Scorer(n_clusters, n_features, dtype, threads=n_threads)
-            scorer.set_centers(C)
-            out = np.empty((n_rows, n_clusters), dtype)
-            with _blas.section(n_threads):
-                results.append(scorer.scores(X, scorer.row_buffer(n_rows), out))
-        if not np.array_equal(results[0], results[1]):
-            return False
-    return True
-
-
-def split_threads(dtype: np.dtype, n_features: int, n_clusters: int, n_rows: int) -> int:
-    """BLAS threads for scoring blocks of ``n_rows`` rows: 1, or all cores when it pays.
-
-    Splitting one product pays from about :data:`SPLIT_MIN_WORK` multiply-adds
-    per row (twice as fast for 50 features and 50 clusters on 2 cores); below
-    that, or for float32, or where :func:`_split_is_exact` finds that the
-    split changes rounding, products stay on one thread.
-    """
-    dtype = np.dtype(dtype)
-    threads = _blas.parallel_threads()
-    if (
-        threads < 2
-        or dtype != np.float64
-        or n_rows < SPLIT_MIN_ROWS
-        or (n_features + 1) * n_clusters < SPLIT_MIN_WORK
-    ):
-        return 1
-    return threads if _split_is_exact(dtype, threads) else 1
 
 
 def _sample_sq_distances(
@@ -458,7 +397,7 @@ def labels_inertia(
     n_blocks = -(-n_samples // block)
     # Blocks are shared between Python threads with one BLAS thread each: that
     # also spreads the argmin and distances, so it beats splitting products
-    # between BLAS threads (:func:`split_threads`) even for 50 features.
+    # between BLAS threads even for 50 features.
     scorer = Scorer(n_clusters, n_features, dtype)
     scorer.set_centers(centers)
     min_blocks = PARALLEL_MIN_BLOCKS if table is None else 1
@@ -674,7 +613,7 @@ class StepWorkspace:
         # (as scikit-learn's OpenMP loop shares its chunks). Below that size the
         # hand-over costs more than it saves; with many features the distances
         # take dozens of small NumPy calls, whose GIL hand-overs between the two
-        # threads cost more than splitting the product between BLAS threads.
+        # threads made a 1024 x 50 step slower, not faster.
         work = batch_size * n_clusters * (n_features + 1)
         halves = (
             _n_threads() > 1
@@ -685,12 +624,7 @@ class StepWorkspace:
         #: First row of the twin thread's half (a chunk boundary), or 0 for no split.
         self.split = (batch_size // 2) // ROW_CHUNK * ROW_CHUNK if halves else 0
         self._twin: Twin | None = None
-        self.scorer = Scorer(
-            n_clusters,
-            n_features,
-            dtype,
-            threads=1 if halves else split_threads(dtype, n_features, n_clusters, batch_size),
-        )
+        self.scorer = Scorer(n_clusters, n_features, dtype)
         self.sq = np.empty(batch_size, dtype=dtype)
         self.rows = self.scorer.row_buffer(batch_size)
         self.scores = np.empty((batch_size, n_clusters), dtype=dtype)
@@ -724,8 +658,8 @@ class StepWorkspace:
 
         With :attr:`split` set, rows from that chunk boundary on are done on
         the twin thread: each chunk's product and each row's distance are the
-        same computations on either thread. Call inside
-        ``_blas.section(self.scorer.threads)``. Returns views of workspace memory.
+        same computations on either thread. Call inside ``_blas.section(1)``
+        (or a :class:`_blas.held`). Returns views of workspace memory.
         """
         n_rows = X.shape[0]
         self.scorer.set_centers(centers)
@@ -753,7 +687,7 @@ class StepWorkspace:
     def assign(self, X: np.ndarray, centers: np.ndarray) -> np.ndarray:
         """Nearest of ``centers`` for each row of the batch ``X`` (a view of workspace memory).
 
-        Call inside ``_blas.section(self.scorer.threads)`` (or a :class:`_blas.held`).
+        Call inside ``_blas.section(1)`` (or a :class:`_blas.held`).
         """
         n_rows = X.shape[0]
         self.scorer.set_centers(centers)
@@ -926,7 +860,7 @@ def large_batch_step(
         stop = min(start + block, n_rows)
         xb = X[start:stop]
         lab = labels[start:stop]
-        with _blas.section(ws.scorer.threads):
+        with _blas.section(1):
             scores = ws.scorer.scores(xb, ws.rows, ws.scores[: stop - start])
         np.argmin(scores, axis=1, out=lab)
         swb = None if sample_weight is None else sample_weight[start:stop]

@@ -522,7 +522,7 @@ class MiniBatchKMeans(BaseEstimator):
         verbose = bool(self.verbose)
         step = 0
         batch_inertia = 0.0
-        blas = _blas.held(workspace.scorer.threads)
+        blas = _blas.held(1)
         with workspace, blas:
             for step in range(n_steps):
                 blas.breathe()
