@@ -43,6 +43,10 @@ FOLD_MAX_FEATURES = 2
 #: Blocks per thread below which labelling stays on the calling thread.
 PARALLEL_MIN_BLOCKS = 4
 
+#: Blocks per thread in one round of threaded labelling (between rounds,
+#: another thread's core call may take the BLAS section).
+ROUND_BLOCKS = 32
+
 #: Least ``batch_size * n_clusters * (n_features + 1)`` for which a minibatch step
 #: is labelled on two threads (1024 rows x 100 centers x 2 features is above).
 STEP_SPLIT_MIN_WORK = 1 << 18
@@ -410,10 +414,14 @@ def labels_inertia(
 
     scratch = np.empty(block + 1, dtype=dtype)
     total = dtype.type(0)
+    # One BLAS thread throughout; other threads' core calls get a turn between
+    # blocks (one thread) or rounds of blocks (helpers idle), never mid-block.
+    blas = _blas.held(1)
     if n_threads == 1:
         state = labeller()
-        with _blas.section(1):
+        with blas:
             for start in range(0, n_samples, block):
+                blas.breathe()
                 stop = min(start + block, n_samples)
                 sq = state.run(start, stop)
                 if sq is not None:
@@ -423,7 +431,7 @@ def labels_inertia(
         return float(total)
 
     lock = threading.Lock()
-    blocks = iter(range(n_blocks))
+    queue = {"blocks": iter(range(0))}
     # Distances of blocks finished out of order, until every block before them is added.
     waiting: dict[int, np.ndarray] = {}
     progress = {"rows": 0, "next": 0}
@@ -446,7 +454,7 @@ def labels_inertia(
     def work(state: _BlockLabeller, after: Callable[[int, int], None] | None) -> None:
         while not stop_event.is_set():
             with lock:
-                index = next(blocks, None)
+                index = next(queue["blocks"], None)
             if index is None:
                 return
             start = index * block
@@ -462,24 +470,28 @@ def labels_inertia(
             errors.append(exc)
             stop_event.set()
 
-    helpers = [
-        threading.Thread(target=helper, args=(labeller(),), daemon=True)
-        for _ in range(n_threads - 1)
-    ]
+    states = [labeller() for _ in range(n_threads)]
+    per_round = ROUND_BLOCKS * n_threads
     # The helpers' products run inside this section too: one BLAS thread each.
-    with _blas.section(1):
-        for thread in helpers:
-            thread.start()
-        try:
-            work(labeller(), on_block)
-        except BaseException:
-            stop_event.set()
-            raise
-        finally:
+    with blas:
+        for first in range(0, n_blocks, per_round):
+            blas.breathe()
+            queue["blocks"] = iter(range(first, min(first + per_round, n_blocks)))
+            helpers = [
+                threading.Thread(target=helper, args=(state,), daemon=True) for state in states[1:]
+            ]
             for thread in helpers:
-                thread.join()
-    if errors:
-        raise errors[0]
+                thread.start()
+            try:
+                work(states[0], on_block)
+            except BaseException:
+                stop_event.set()
+                raise
+            finally:
+                for thread in helpers:
+                    thread.join()
+            if errors:
+                raise errors[0]
     if on_block is not None:
         on_block(n_samples, n_samples)
     return float(total)

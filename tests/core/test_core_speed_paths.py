@@ -128,3 +128,32 @@ def test_split_steps_match_sklearn(n_features, n_clusters, dtype, how):
         ours.cluster_centers_, ref.cluster_centers_, rtol=1e-6 if dtype == np.float32 else 1e-12
     )
     assert not any(t.name == "skbridge-twin" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_labels_pass_lets_another_call_in(monkeypatch, n_threads):
+    # A long predict must not hold the BLAS section (and so other workers' core
+    # calls) to its end: it steps aside between blocks or rounds of blocks.
+    X = np.random.RandomState(4).normal(size=(20_000, 2))
+    monkeypatch.setattr(_kmeans_steps, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(_kmeans_steps, "ROUND_BLOCKS", 1)
+    monkeypatch.setattr(_prune, "MIN_ROWS", 10**9)
+    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: n_threads)
+    progress: list[int] = []
+    entered_at: list[int] = []
+
+    def other() -> None:
+        with _kmeans_steps._blas.section(1):
+            entered_at.append(progress[-1])
+
+    waiter = threading.Thread(target=other)
+
+    def on_block(done: int, total: int) -> None:
+        progress.append(done)
+        if len(progress) == 1:
+            waiter.start()
+            time.sleep(0.05)  # the other call is waiting for the section by now
+
+    _kmeans_steps.labels_inertia(X, None, X[:30], np.empty(20_000, np.int32), on_block=on_block)
+    waiter.join(5)
+    assert entered_at and entered_at[0] < 20_000 // 2
