@@ -1,20 +1,22 @@
 """Data references: ``.npy`` files under the server's data directory (SPEC 3.3).
 
 An argument that is a :class:`protocol.DataRef` stands for the array stored in
-the file; the server memory-maps it (``np.load(path, mmap_mode="r")``) instead
-of receiving the bytes. In a request's ``out`` map a reference names a file the
+the file; the server memory-maps it (read-only, from the one file descriptor
+it checked) instead of receiving the bytes. In a request's ``out`` map a reference names a file the
 server creates to hold a per-sample output, through the ``allocate`` function
 of the call's context.
 
 Every path is checked before it is touched: relative, no ``..``, ending in
 ``.npy``, and -- after resolving symbolic links -- still inside the data
-directory. Inputs must be C-ordered with an allowlisted dtype; outputs must not
-exist yet.
+directory, and once more after opening, against the file actually opened (a
+directory swapped for a link in between is caught). Inputs must be C-ordered
+with an allowlisted dtype; outputs must not exist yet.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -90,34 +92,68 @@ class DataDir:
             ``.npy`` array of an allowlisted dtype.
         """
         path = self._path(ref)
-        if not path.is_file():
-            raise DataRefError(f"data reference {ref.path!r}: no such file in the data directory")
         try:
-            with open(path, "rb") as f:
+            # O_NOFOLLOW: a last component turned into a link since the check is refused.
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            raise DataRefError(
+                f"data reference {ref.path!r}: no such file in the data directory"
+            ) from None
+        except OSError as exc:
+            raise DataRefError(f"data reference {ref.path!r}: cannot be opened ({exc})") from None
+        with os.fdopen(fd, "rb") as f:
+            # Everything below reads this one open file, never the name again.
+            self._check_opened(f.fileno(), ref)
+            try:
                 version = np.lib.format.read_magic(f)
                 shape, fortran_order, dtype = _read_header(f, version)
-        except DataRefError:
-            raise
-        except Exception as exc:
-            raise DataRefError(
-                f"data reference {ref.path!r}: not a valid .npy file ({exc})"
-            ) from None
-        if fortran_order and len(shape) > 1:
-            raise DataRefError(
-                f"data reference {ref.path!r}: Fortran-ordered arrays are refused; "
-                "save it in C order (np.save(path, np.ascontiguousarray(a)))"
-            )
-        if dtype.hasobject or _wire_dtype(dtype) not in ALLOWED_DTYPES:
-            raise DataRefError(
-                f"data reference {ref.path!r}: dtype {dtype} is not in the protocol's allowlist"
-            )
+            except DataRefError:
+                raise
+            except Exception as exc:
+                raise DataRefError(
+                    f"data reference {ref.path!r}: not a valid .npy file ({exc})"
+                ) from None
+            if fortran_order and len(shape) > 1:
+                raise DataRefError(
+                    f"data reference {ref.path!r}: Fortran-ordered arrays are refused; "
+                    "save it in C order (np.save(path, np.ascontiguousarray(a)))"
+                )
+            if dtype.hasobject or _wire_dtype(dtype) not in ALLOWED_DTYPES:
+                raise DataRefError(
+                    f"data reference {ref.path!r}: dtype {dtype} is not in the protocol's allowlist"
+                )
+            try:
+                if 0 in shape:
+                    # An empty file region cannot be memory-mapped.
+                    return np.empty(shape, dtype=dtype)
+                # The map keeps its own reference to the file after f is closed.
+                return np.memmap(f, dtype=dtype, mode="r", offset=f.tell(), shape=shape)
+            except Exception as exc:
+                raise DataRefError(
+                    f"data reference {ref.path!r}: cannot be loaded ({exc})"
+                ) from None
+
+    def _check_opened(self, fd: int, ref: DataRef) -> None:
+        """Refuse an open file that is not a regular file inside the data directory now.
+
+        The name was checked before it was opened; a directory on the way could
+        have been swapped for a link to elsewhere in between. So the name is
+        resolved again and must still lead inside the directory, to this very
+        file: whichever way the swap went, one of the two fails.
+        """
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise DataRefError(f"data reference {ref.path!r}: no such file in the data directory")
+        again = self._path(ref)
         try:
-            if 0 in shape:
-                # An empty file region cannot be memory-mapped.
-                return np.empty(shape, dtype=dtype)
-            return np.load(path, mmap_mode="r", allow_pickle=False)
-        except Exception as exc:
-            raise DataRefError(f"data reference {ref.path!r}: cannot be loaded ({exc})") from None
+            same = os.path.samestat(opened, os.stat(again))
+        except OSError:
+            same = False
+        if not same:
+            raise DataRefError(
+                f"data reference {ref.path!r}: it leaves the data directory "
+                "(the path changed while it was opened)"
+            )
 
     def resolve_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """``args`` with each top-level :class:`DataRef` value replaced by its array."""

@@ -150,3 +150,41 @@ def test_server_without_data_dir_refuses_refs(launch):
         with pytest.raises(RemoteErr) as info:
             w.call("km", "fit", X=DataRef("X.npy"))
         assert info.value.type == "DataRefError" and "--data-dir" in info.value.message
+
+
+def test_a_directory_swapped_for_a_link_after_the_check_is_caught(tmp_path):
+    # The race the second check closes: the name is checked, then a directory
+    # on its way is replaced by a link to elsewhere before the file is opened.
+    # Replayed step by step on a real directory, with the real DataDir.
+    from bridge_server.datarefs import DataDir
+    from bridge_server.errors import DataRefError
+
+    root, outside = tmp_path / "data", tmp_path / "outside"
+    (root / "d").mkdir(parents=True)
+    outside.mkdir()
+    np.save(root / "d" / "x.npy", small_X())
+    np.save(outside / "x.npy", small_X() + 100)
+    data = DataDir(root)
+    ref = DataRef("d/x.npy")
+    checked = data._path(ref)  # the check passes: d is a plain directory
+    os.rename(root / "d", root / "d-old")
+    os.symlink(outside, root / "d")  # the swap
+    fd = os.open(checked, os.O_RDONLY)  # what a check-then-open would get: the outside file
+    try:
+        with pytest.raises(DataRefError, match="leaves the data directory"):
+            data._check_opened(fd, ref)
+    finally:
+        os.close(fd)
+    # Swapped back before the second check: the open file is still not the named one.
+    os.unlink(root / "d")
+    os.rename(root / "d-old", root / "d")
+    fd = os.open(outside / "x.npy", os.O_RDONLY)
+    try:
+        with pytest.raises(DataRefError, match="leaves the data directory"):
+            data._check_opened(fd, ref)
+    finally:
+        os.close(fd)
+    # And the honest case loads, from the file descriptor it checked.
+    loaded = data.load(ref)
+    np.testing.assert_array_equal(loaded, small_X())
+    assert not loaded.flags.writeable
