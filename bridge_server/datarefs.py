@@ -321,12 +321,12 @@ class OutputSet:
         """
         for arr in self.allocated.values():
             flush(arr)
-        for name, ref in self.outputs.items():
+        for name in list(self.outputs):
             if name == "result" or name in self.allocated:
                 continue
             value = attributes.get(name)
             if isinstance(value, np.ndarray):
-                self.data_dir.write_output(ref, value)
+                self._write(name, value)
         if "result" not in self.outputs:
             return result
         ref = self.outputs["result"]
@@ -343,7 +343,17 @@ class OutputSet:
             raise DataRefError("the method's result does not fit the output file it allocated")
         if not isinstance(result, np.ndarray):
             raise DataRefError("this method's result is not an array and cannot go to a file")
-        return self.data_dir.write_output(ref, result)
+        self._write("result", result)
+        return ref
+
+    def _write(self, key: str, value: np.ndarray) -> None:
+        """Write a computed array to output ``key``'s new file, which :meth:`discard` removes."""
+        value = np.asarray(value)
+        arr = self.data_dir.create_output(self.outputs[key], value.shape, value.dtype)
+        self.allocated[key] = arr  # recorded before filling: a failure below still cleans up
+        if arr.size:
+            arr[...] = value
+            flush(arr)
 
 
 def _same_array(a: np.ndarray, b: np.ndarray) -> bool:

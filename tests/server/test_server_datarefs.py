@@ -188,3 +188,22 @@ def test_a_directory_swapped_for_a_link_after_the_check_is_caught(tmp_path):
     loaded = data.load(ref)
     np.testing.assert_array_equal(loaded, small_X())
     assert not loaded.flags.writeable
+
+
+def test_a_failed_call_leaves_no_output_file_behind(tmp_path):
+    # finish() writes attribute outputs the core did not allocate (labels_ of a
+    # fit); if a later output then fails, discard() must remove those too.
+    from bridge_server.datarefs import DataDir, OutputSet
+    from bridge_server.errors import DataRefError
+
+    data = DataDir(tmp_path)
+    outputs = OutputSet(
+        data, {"labels_": DataRef("labels.npy"), "result": DataRef("result.npy")}, ("predict",)
+    )
+    outputs.check()
+    with pytest.raises(DataRefError, match="not an array"):
+        outputs.finish(3.5, {"labels_": np.arange(10, dtype=np.int32)})
+    assert (tmp_path / "labels.npy").exists()  # written before the result failed
+    outputs.discard()
+    assert not (tmp_path / "labels.npy").exists()
+    assert not (tmp_path / "result.npy").exists()
