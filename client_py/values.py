@@ -60,6 +60,17 @@ def _numeric(arr: np.ndarray) -> np.ndarray:
 
 def _frame_to_wire(frame: Any) -> np.ndarray | Table:
     columns = list(frame.columns)
+    types = sorted({type(c).__qualname__ for c in columns})
+    if len(types) > 1 and "str" in types:
+        # scikit-learn refuses these at fit time; they cannot cross as names.
+        raise TypeError(
+            "Feature names are only supported if all input features have string names, "
+            f"but your input has {types} as feature name / column name types. "
+            "If you want feature names to be stored and validated, you must convert "
+            "them all to strings, by using X.columns = X.columns.astype(str) for "
+            "example. Otherwise you can remove feature / column names from your input "
+            "data, or convert them all to a non-string data type."
+        )
     data = _numeric(np.asarray(frame.to_numpy()))
     if data.dtype.kind in "OUS":
         data = data.astype(np.float64)

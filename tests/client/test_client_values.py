@@ -71,3 +71,16 @@ def test_wrap_output_pandas() -> None:
     frame = wrap_output(data, "pandas", np.array(["c0", "c1"], dtype=object), pd.Index([5, 6]))
     assert list(frame.columns) == ["c0", "c1"] and list(frame.index) == [5, 6]
     assert wrap_output(data, "default", ["c0", "c1"]) is data
+
+
+def test_mixed_column_names_are_refused_as_scikit_learn_does() -> None:
+    pd = pytest.importorskip("pandas")
+    sklearn_cluster = pytest.importorskip("sklearn.cluster")
+    frame = pd.DataFrame(np.ones((4, 3)), columns=["a", 1, "c"])
+    with pytest.raises(TypeError) as ours:
+        to_wire_value(frame)
+    with pytest.raises(TypeError) as theirs:
+        sklearn_cluster.MiniBatchKMeans(n_clusters=1, n_init=1).fit(frame)
+    assert str(ours.value) == str(theirs.value)
+    # All non-string names are fine (sent without names, as scikit-learn ignores them).
+    assert isinstance(to_wire_value(pd.DataFrame(np.ones((2, 2)), columns=[3, 4])), np.ndarray)
