@@ -25,7 +25,6 @@ BLAS, or none found, :func:`section` only takes the lock and
 from __future__ import annotations
 
 import ctypes
-import functools
 import glob
 import os
 import threading
@@ -122,14 +121,6 @@ def _release() -> None:
     _lock.release()
 
 
-@functools.cache
-def default_threads() -> int:
-    """BLAS threads outside any section: OpenBLAS's own setting when the core first asked."""
-    if _FUNCS is None:
-        return 1
-    return max(1, int(_FUNCS[1]()))
-
-
 def current_threads() -> int | None:
     """BLAS threads right now, or None where they cannot be controlled."""
     return None if _FUNCS is None else int(_FUNCS[1]())
@@ -152,7 +143,6 @@ class section:  # noqa: N801 - used like a function: ``with section(2): ...``
     def __enter__(self) -> section:
         _acquire()
         if _FUNCS is not None:
-            default_threads()  # remember the user's setting before the first change
             self._previous = int(_FUNCS[1]())
             if self._previous != self.threads:
                 _FUNCS[0](self.threads)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -170,12 +170,7 @@ class Scorer:
     """
 
     def __init__(
-        self,
-        n_clusters: int,
-        n_features: int,
-        dtype: np.dtype,
-        *,
-        fold: bool | None = None,
+        self, n_clusters: int, n_features: int, dtype: np.dtype, *, fold: bool | None = None
     ) -> None:
         dtype = np.dtype(dtype)
         self.fold = _fold_norms(dtype, n_features) if fold is None else fold
@@ -252,19 +247,18 @@ def _sample_sq_distances(
     np.subtract(X, diff, out=diff)
     np.multiply(diff, diff, out=diff)
     n_rows, n_features = diff.shape
+    result = np.empty(n_rows, diff.dtype) if out is None else out
     n_blocks = n_features // 4
     if n_blocks:
         quads = diff[:, : 4 * n_blocks].reshape(n_rows, n_blocks, 4)
         blocks = quads[:, :, 0] + quads[:, :, 1]
         blocks += quads[:, :, 2]
         blocks += quads[:, :, 3]
-        result = np.empty(n_rows, diff.dtype) if out is None else out
         np.copyto(result, blocks[:, 0])
         for j in range(1, n_blocks):
             result += blocks[:, j]
         rem_start = 4 * n_blocks
     else:
-        result = np.empty(n_rows, diff.dtype) if out is None else out
         np.copyto(result, diff[:, 0])
         rem_start = 1
     for j in range(rem_start, n_features):
@@ -431,7 +425,6 @@ def labels_inertia(
         return float(total)
 
     lock = threading.Lock()
-    queue = {"blocks": iter(range(0))}
     # Distances of blocks finished out of order, until every block before them is added.
     waiting: dict[int, np.ndarray] = {}
     progress = {"rows": 0, "next": 0}
@@ -451,10 +444,12 @@ def labels_inertia(
                     progress["next"] += 1
             return progress["rows"]
 
-    def work(state: _BlockLabeller, after: Callable[[int, int], None] | None) -> None:
+    def work(
+        state: _BlockLabeller, blocks: Iterator[int], after: Callable[[int, int], None] | None
+    ) -> None:
         while not stop_event.is_set():
             with lock:
-                index = next(queue["blocks"], None)
+                index = next(blocks, None)
             if index is None:
                 return
             start = index * block
@@ -463,9 +458,9 @@ def labels_inertia(
             if after is not None:
                 after(rows_done, n_samples)
 
-    def helper(state: _BlockLabeller) -> None:
+    def helper(state: _BlockLabeller, blocks: Iterator[int]) -> None:
         try:
-            work(state, None)
+            work(state, blocks, None)
         except BaseException as exc:  # re-raised on the calling thread
             errors.append(exc)
             stop_event.set()
@@ -476,14 +471,15 @@ def labels_inertia(
     with blas:
         for first in range(0, n_blocks, per_round):
             blas.breathe()
-            queue["blocks"] = iter(range(first, min(first + per_round, n_blocks)))
+            blocks = iter(range(first, min(first + per_round, n_blocks)))  # shared, under lock
             helpers = [
-                threading.Thread(target=helper, args=(state,), daemon=True) for state in states[1:]
+                threading.Thread(target=helper, args=(state, blocks), daemon=True)
+                for state in states[1:]
             ]
             for thread in helpers:
                 thread.start()
             try:
-                work(states[0], on_block)
+                work(states[0], blocks, on_block)
             except BaseException:
                 stop_event.set()
                 raise
@@ -695,17 +691,6 @@ class StepWorkspace:
         rows = None if self.rows is None else self.rows[start:stop]
         np.argmin(self.scorer.scores(xb, rows, self.scores[start:stop]), axis=1, out=labels)
         _sample_sq_distances(xb, centers, labels, self.diff[start:stop], out=self.sq[start:stop])
-
-    def assign(self, X: np.ndarray, centers: np.ndarray) -> np.ndarray:
-        """Nearest of ``centers`` for each row of the batch ``X`` (a view of workspace memory).
-
-        Call inside ``_blas.section(1)`` (or a :class:`_blas.held`).
-        """
-        n_rows = X.shape[0]
-        self.scorer.set_centers(centers)
-        labels = self.labels[:n_rows]
-        np.argmin(self.scorer.scores(X, self.rows, self.scores[:n_rows]), axis=1, out=labels)
-        return labels
 
     def batch_inertia(self, sq: np.ndarray) -> np.generic:
         """``sq`` summed left to right in its dtype."""
