@@ -70,6 +70,11 @@ MAX_CELLS = 1 << 17
 #: How far the grid reaches past the centers' bounding box, as a share of its extent.
 MARGIN = 0.1
 
+#: Largest center coordinate, and smallest nonzero spread of the centers along
+#: an axis, for which a grid is built (see :func:`grid_fits`).
+GRID_REACH = 1e150
+GRID_MIN_SPAN = 1e-150
+
 
 def _squared_distances(points: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """``|p - c|^2`` by coordinates, shape ``points.shape[:-1] + centers.shape[-2:-1]``.
@@ -128,6 +133,8 @@ class CellTable:
     """
 
     def __init__(self, centers: np.ndarray, n_rows: int, dtype: np.dtype) -> None:
+        if not grid_fits(centers):
+            raise ValueError("these centers are beyond the grid's float64 arithmetic")
         n_clusters, n_features = centers.shape
         c64 = centers.astype(np.float64)
         lo = c64.min(axis=0)
@@ -240,8 +247,9 @@ class CellTable:
         coord = np.empty(n_rows, dtype=np.float64)
         index = np.empty(n_rows, dtype=np.intp)
         for axis in range(n_features):
-            np.subtract(X[:, axis], self.origin[axis], out=coord)
-            coord *= self.scale[axis]
+            with np.errstate(over="ignore"):  # far rows: inf, clipped into the ring below
+                np.subtract(X[:, axis], self.origin[axis], out=coord)
+                coord *= self.scale[axis]
             # Clipped before the cast (far rows would overflow it); truncation
             # then puts anything below the box into ring cell 0.
             np.maximum(coord, 0, out=coord)
@@ -291,6 +299,21 @@ def clear_cache() -> None:
         _seen.clear()
 
 
+def grid_fits(centers: np.ndarray) -> bool:
+    """Whether a grid around ``centers`` keeps its float64 arithmetic finite and exact enough.
+
+    Squares of coordinates (and of the grid's reach past the centers) must not
+    overflow, and cell widths must not be so small that their reciprocals do.
+    Data that fails this is labelled the plain way.
+    """
+    lo, hi = centers.min(axis=0), centers.max(axis=0)
+    if not float(max(np.abs(lo).max(), np.abs(hi).max())) < GRID_REACH:
+        return False  # (and hi - lo could overflow)
+    span = hi - lo
+    positive = span[span > 0]
+    return positive.size == 0 or float(positive.min()) > GRID_MIN_SPAN
+
+
 def table_for(n_samples: int, centers: np.ndarray, dtype: np.dtype) -> CellTable | None:
     """A :class:`CellTable` for labelling ``n_samples`` rows, or None where it would not pay.
 
@@ -308,6 +331,7 @@ def table_for(n_samples: int, centers: np.ndarray, dtype: np.dtype) -> CellTable
         n_features > MAX_FEATURES
         or n_samples < MIN_ROWS
         or n_clusters < 2
+        or not grid_fits(centers)
         or not gather_is_exact(dtype, n_features)
     ):
         return None

@@ -127,3 +127,26 @@ def test_predict_and_score_match_sklearn_on_tie_heavy_data(dtype, n_features):
     with single_threaded():
         rtol = 1e-4 if dtype == np.float32 else 1e-10
         np.testing.assert_allclose(ours.score(X_new), ref.score(X_new), rtol=rtol)
+
+
+@pytest.mark.parametrize(
+    "centers",
+    [
+        np.random.RandomState(8).normal(size=(30, 2)) * 1e170,  # squares overflow
+        np.array([[1e308, 1e308], [-1e308, -1e308]] + [[i, i] for i in range(30)]),  # span: inf
+        np.random.RandomState(9).normal(size=(30, 2)) * 1e-170,  # widths' reciprocals overflow
+    ],
+)
+def test_no_grid_beyond_float64_arithmetic(centers):
+    # Finite data that passes validation: labelled the plain way, without a grid.
+    assert not _prune.grid_fits(centers)
+    assert _prune.table_for(100_000, centers, np.dtype(np.float64)) is None
+    with pytest.raises(ValueError, match="beyond the grid"):
+        _prune.CellTable(centers, 100_000, np.dtype(np.float64))
+    X = np.vstack([centers, centers[:5] * 0.5])
+    X = np.repeat(X, 200, axis=0)
+    labels = np.empty(X.shape[0], np.int32)
+    with np.errstate(all="ignore"):  # the plain products overflow, as scikit-learn's do
+        _kmeans_steps.labels_inertia(X, None, centers, labels, with_inertia=False)
+        expected = _scored_labels(X, centers)
+    np.testing.assert_array_equal(labels, expected)
