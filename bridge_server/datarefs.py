@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import weakref
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -44,9 +45,11 @@ class DataDir:
 
     def __init__(self, root: str | os.PathLike[str] | None) -> None:
         self.root: Path | None = Path(root).resolve() if root is not None else None
-        # Outputs this server created: resolved path -> shape, so that `get` of an
-        # attribute held in one of them can answer with a reference.
-        self._created: dict[Path, tuple[int, ...]] = {}
+        # Outputs this server created, while something still holds their array:
+        # resolved path -> array, so that `get` of an attribute held in one of
+        # them can answer with a reference. Weak, so that a long-lived server
+        # forgets each output once no instance or call uses it.
+        self._created: weakref.WeakValueDictionary[Path, np.ndarray] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
 
     # -- paths -------------------------------------------------------------
@@ -199,7 +202,7 @@ class DataDir:
             path.unlink(missing_ok=True)
             raise
         with self._lock:
-            self._created[path] = tuple(shape)
+            self._created[path] = arr
         return arr
 
     def remove_created(self, ref: DataRef) -> None:
@@ -225,8 +228,8 @@ class DataDir:
             return None
         path = Path(value.filename).resolve()
         with self._lock:
-            shape = self._created.get(path)
-        if shape is None or value.shape != shape or not path.is_relative_to(self.root):
+            created = self._created.get(path)
+        if created is None or value.shape != created.shape or not path.is_relative_to(self.root):
             return None
         return DataRef(path.relative_to(self.root).as_posix())
 

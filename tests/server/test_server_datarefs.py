@@ -207,3 +207,25 @@ def test_a_failed_call_leaves_no_output_file_behind(tmp_path):
     outputs.discard()
     assert not (tmp_path / "labels.npy").exists()
     assert not (tmp_path / "result.npy").exists()
+
+
+def test_the_server_forgets_outputs_nothing_holds(tmp_path):
+    # A long-lived server creates outputs call after call; it must remember an
+    # output only while an array of it is in use (to answer `get` with a
+    # reference), not for ever.
+    import gc
+
+    from bridge_server.datarefs import DataDir
+
+    data = DataDir(tmp_path)
+    kept = data.create_output(DataRef("kept.npy"), (5,), np.dtype(np.int32))
+    for i in range(50):
+        data.write_output(DataRef(f"out-{i}.npy"), np.arange(5, dtype=np.int32))
+    gc.collect()
+    assert len(data._created) == 1
+    assert data.ref_for(kept) == DataRef("kept.npy")
+    # The files themselves stay: forgetting is not deleting.
+    assert len(list(tmp_path.glob("out-*.npy"))) == 50
+    del kept
+    gc.collect()
+    assert len(data._created) == 0
