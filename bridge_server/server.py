@@ -18,6 +18,10 @@ Threading model
   loop encodes and sends; it alone counts dropped events, so a reply's
   ``dropped`` is exact.
 
+The server process runs with a 0.5 ms GIL switch interval
+(:data:`GIL_SWITCH_INTERVAL_S`), so a call that keeps the GIL busy cannot
+hold the loop thread and other workers up for long.
+
 Replies are never dropped: the socket is ``ROUTER_MANDATORY`` and sends are
 non-blocking; a reply that meets a full pipe waits in a per-peer backlog and is
 retried, and a peer that is gone (``EHOSTUNREACH``) is logged and forgotten.
@@ -88,6 +92,9 @@ _PROGRESS_INTERVAL = 0.05
 _OUTBOX_EVENT_CAP = 100_000
 #: Retry period for replies held back by a full peer pipe.
 _BACKLOG_RETRY_S = 0.005
+
+#: The server process's GIL switch interval, in seconds (CPython's default is 0.005).
+GIL_SWITCH_INTERVAL_S = 0.0005
 #: Replies a connection may have waiting beyond max_inflight_per_session before the
 #: server decides it does not read (room for cancels and pings of a fair client).
 _BACKLOG_SLACK = 64
@@ -985,6 +992,12 @@ def run(config: ServerConfig, estimators: Mapping[str, type] | None = None) -> i
         if not _pid_alive(config.parent_pid):
             log.error("parent process %d is already gone", config.parent_pid)
             return 1
+    # A call that keeps the GIL busy with short NumPy operations (a fit with a
+    # tiny batch) hands it over only when CPython forces a switch, every 5 ms by
+    # default, and the loop thread or another worker needs the GIL hundreds of
+    # times per request: other clients waited seconds. A shorter interval
+    # bounds that wait; a thread alone is never interrupted by it.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     server = Server(config, estimators)
     try:
         endpoint = server.bind()
