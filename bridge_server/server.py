@@ -92,12 +92,17 @@ _PROGRESS_INTERVAL = 0.05
 _OUTBOX_EVENT_CAP = 100_000
 #: Retry period for replies held back by a full peer pipe.
 _BACKLOG_RETRY_S = 0.005
-
-#: The server process's GIL switch interval, in seconds (CPython's default is 0.005).
-GIL_SWITCH_INTERVAL_S = 0.0005
 #: Replies a connection may have waiting beyond max_inflight_per_session before the
 #: server decides it does not read (room for cancels and pings of a fair client).
 _BACKLOG_SLACK = 64
+
+#: The server process's GIL switch interval, in seconds (CPython's default is
+#: 0.005). A call that keeps the GIL busy with short NumPy operations (a fit
+#: with a tiny batch) hands it over only at forced switches, and the loop thread
+#: or another worker needs it hundreds of times per request: at 5 ms other
+#: clients waited seconds. A thread alone is never interrupted by it.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
 #: Seconds a call cancelled at shutdown has to stop before it is answered for.
 _CANCEL_WAIT_S = 3.0
 #: Socket linger at close: time to deliver the last replies.
@@ -992,12 +997,7 @@ def run(config: ServerConfig, estimators: Mapping[str, type] | None = None) -> i
         if not _pid_alive(config.parent_pid):
             log.error("parent process %d is already gone", config.parent_pid)
             return 1
-    # A call that keeps the GIL busy with short NumPy operations (a fit with a
-    # tiny batch) hands it over only when CPython forces a switch, every 5 ms by
-    # default, and the loop thread or another worker needs the GIL hundreds of
-    # times per request: other clients waited seconds. A shorter interval
-    # bounds that wait; a thread alone is never interrupted by it.
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # see the constant: bounds GIL waits
     server = Server(config, estimators)
     try:
         endpoint = server.bind()
