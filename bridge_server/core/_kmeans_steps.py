@@ -204,13 +204,28 @@ class Scorer:
         Run inside ``_blas.section(1)``: on more BLAS threads a partial chunk's
         rows could be split between them and round differently.
         """
-        n_rows = X.shape[0]
-        if self.fold:
-            assert rows is not None
-            lhs = rows[:n_rows]
-            np.copyto(lhs[:, : self.n_features], X)
-        else:
-            lhs = X
+        return self.product(self.operand(X, rows), out)
+
+    def operand(self, X: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        """The left operand of :meth:`product` for the rows of ``X`` (n_rows, width).
+
+        ``X`` itself, or (when folding) ``X`` copied into ``rows``, this
+        scorer's :meth:`row_buffer`, beside its column of ones.
+        """
+        if not self.fold:
+            return X
+        assert rows is not None
+        lhs = rows[: X.shape[0]]
+        np.copyto(lhs[:, : self.n_features], X)
+        return lhs
+
+    def product(self, lhs: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Scores (n_rows, n_clusters) into ``out`` of rows of an :meth:`operand`.
+
+        ``lhs`` must start on a chunk boundary of the rows scikit-learn would
+        score together; see :meth:`scores` for the BLAS section.
+        """
+        n_rows = lhs.shape[0]
         rhs = self.matrix
         full = n_rows // ROW_CHUNK if n_rows > ROW_CHUNK else 0
         if full:
@@ -619,9 +634,10 @@ class StepWorkspace:
         self.weights = np.empty(batch_size, dtype=dtype)
         # Big enough steps on few features are labelled half on a twin thread
         # (as scikit-learn's OpenMP loop shares its chunks). Below that size the
-        # hand-over costs more than it saves; with many features the distances
-        # take dozens of small NumPy calls, whose GIL hand-overs between the two
-        # threads made a 1024 x 50 step slower, not faster.
+        # hand-over costs more than it saves. With many features, halving the
+        # products saved 200 us per 1024 x 50 step in a loop of steps alone, but
+        # whole fits got slower (530 against 461 ms at 200k x 50): on this 2-vCPU
+        # host, two concurrent GEMMs in the real loop each ran at about half speed.
         work = batch_size * n_clusters * (n_features + 1)
         halves = (
             _n_threads() > 1
@@ -664,33 +680,37 @@ class StepWorkspace:
     def assign_sq(self, X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Labels of the rows of the batch ``X`` and their squared distances to them.
 
-        With :attr:`split` set, rows from that chunk boundary on are done on
-        the twin thread: each chunk's product and each row's distance are the
-        same computations on either thread. Call inside ``_blas.section(1)``
-        (or a :class:`_blas.held`). Returns views of workspace memory.
+        With :attr:`split` set, the scores and labels of rows from that chunk
+        boundary on are done on the twin thread: each chunk's product and each
+        row's argmin are the same computations on either thread. The twin's
+        share is two long NumPy calls that release the GIL; the short ones
+        (the distances, a few microseconds each) stay on this thread, as each
+        GIL hand-over between the threads costs about as much as such a call.
+        Call inside ``_blas.section(1)`` (or a :class:`_blas.held`). Returns
+        views of workspace memory.
         """
         n_rows = X.shape[0]
         self.scorer.set_centers(centers)
+        lhs = self.scorer.operand(X, self.rows)
         half = self.split if 0 < self.split < n_rows else 0
         if not half:
-            self._label_rows(X, centers, 0, n_rows)
+            self._label_rows(lhs, 0, n_rows)
         else:
             if self._twin is None:
                 self._twin = Twin()
-            self._twin.start(lambda: self._label_rows(X, centers, half, n_rows))
+            self._twin.start(lambda: self._label_rows(lhs, half, n_rows))
             try:
-                self._label_rows(X, centers, 0, half)
+                self._label_rows(lhs, 0, half)
             finally:
                 self._twin.join()
-        return self.labels[:n_rows], self.sq[:n_rows]
+        labels = self.labels[:n_rows]
+        sq = _sample_sq_distances(X, centers, labels, self.diff[:n_rows], out=self.sq[:n_rows])
+        return labels, sq
 
-    def _label_rows(self, X: np.ndarray, centers: np.ndarray, start: int, stop: int) -> None:
-        """Labels and squared distances of rows ``start:stop`` (``start`` on a chunk boundary)."""
-        xb = X[start:stop]
-        labels = self.labels[start:stop]
-        rows = None if self.rows is None else self.rows[start:stop]
-        np.argmin(self.scorer.scores(xb, rows, self.scores[start:stop]), axis=1, out=labels)
-        _sample_sq_distances(xb, centers, labels, self.diff[start:stop], out=self.sq[start:stop])
+    def _label_rows(self, lhs: np.ndarray, start: int, stop: int) -> None:
+        """Labels of rows ``start:stop`` (``start`` on a chunk boundary) of a scorer operand."""
+        scores = self.scorer.product(lhs[start:stop], self.scores[start:stop])
+        np.argmin(scores, axis=1, out=self.labels[start:stop])
 
     def batch_inertia(self, sq: np.ndarray) -> np.generic:
         """``sq`` summed left to right in its dtype."""
