@@ -181,20 +181,26 @@ class Scorer:
         # layout as ``(-2 * centers).T``.
         self._buf = np.empty((n_clusters, width), dtype=dtype)
         self.matrix = self._buf.T
+        self._scaled = self._buf[:, :n_features]
+        self._minus_two = dtype.type(-2)
         self.norms = self._buf[:, n_features] if self.fold else np.empty(n_clusters, dtype)
 
     def set_centers(self, centers: np.ndarray) -> None:
         """Score against ``centers`` (n_clusters, n_features) from now on."""
-        np.multiply(centers, -2, out=self._buf[:, : self.n_features])
+        np.multiply(centers, self._minus_two, out=self._scaled)
         np.einsum("ij,ij->i", centers, centers, out=self.norms)
 
     def row_buffer(self, n_rows: int) -> np.ndarray | None:
-        """Scratch that :meth:`scores` needs for up to ``n_rows`` rows (None when not folding)."""
+        """Scratch that :meth:`scores` needs for up to ``n_rows`` rows (None when not folding).
+
+        Column-major: copying a few-feature ``X`` into its first columns is
+        then a few contiguous rows of writes (3 us for 1024 x 2, against 9 us
+        row-major), and BLAS packs either layout into the same panels, so the
+        products are identical (which the fold probe checks on this path).
+        """
         if not self.fold:
             return None
-        buf = np.empty((n_rows, self.n_features + 1), dtype=self.dtype)
-        buf[:, self.n_features] = 1
-        return buf
+        return np.ones((self.n_features + 1, n_rows), dtype=self.dtype).T
 
     def scores(self, X: np.ndarray, rows: np.ndarray | None, out: np.ndarray) -> np.ndarray:
         """Scores of the rows of ``X`` (starting on a chunk boundary) into ``out``.
@@ -741,22 +747,25 @@ def _accumulate_centers(
     if sample_weight is None:
         # Counts are exact integers in either float type, so this equals
         # adding ones one by one.
-        batch_weight = np.bincount(labels, minlength=n_clusters).astype(dtype)
+        counts = np.bincount(labels, minlength=n_clusters)
+        batch_weight = counts.astype(dtype)
+        every = bool(counts.all())  # counts are never negative
         contrib = X
     else:
         batch_weight = np.zeros(n_clusters, dtype=dtype)
         np.add.at(batch_weight, labels, sample_weight)
+        every = bool((batch_weight > 0).all())
         contrib = np.multiply(X, sample_weight[:, np.newaxis], out=ws.diff[:n_rows])
     acc = np.multiply(centers, weight_sums[:, np.newaxis], out=ws.acc)
     flat = np.take(ws.flat_table, labels, axis=0, out=ws.flat_index[:n_rows], mode="clip")
     np.add.at(acc.reshape(-1), flat.reshape(-1), contrib.reshape(-1))
 
-    received = batch_weight > 0
-    if received.all():
+    if every:
         weight_sums += batch_weight
         alpha = 1 / weight_sums
         np.multiply(acc, alpha[:, np.newaxis], out=centers_new)
     else:
+        received = batch_weight > 0
         weight_sums[received] += batch_weight[received]
         alpha = 1 / weight_sums[received]
         if centers_new is not centers:

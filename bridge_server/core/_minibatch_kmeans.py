@@ -406,7 +406,8 @@ class MiniBatchKMeans(BaseEstimator):
         """Whether this step reassigns light centers: every ``10 * n_clusters`` samples,
         or at once while some center has never received weight."""
         self._n_since_last_reassign += self._batch_size
-        if (self._counts == 0).any() or self._n_since_last_reassign >= 10 * self.n_clusters:
+        # The count test first: it is true every step when 10 * n_clusters <= batch_size.
+        if self._n_since_last_reassign >= 10 * self.n_clusters or (self._counts == 0).any():
             self._n_since_last_reassign = 0
             return True
         return False
