@@ -107,6 +107,7 @@ def test_threaded_predict_matches_sklearn(monkeypatch):
     ("n_features", "n_clusters", "dtype", "how"),
     [
         (2, 100, np.float64, "twin"),  # 1024 x 100 x 3: halves on two threads
+        (2, 100, np.float32, "twin"),  # float32 with folded norms, column-major rows
         (3, 70, np.float32, "twin"),
         (20, 60, np.float64, "one"),  # many features: distances on one thread
         (20, 60, np.float32, "one"),
