@@ -49,7 +49,12 @@ import msgpack
 import numpy as np
 import zmq
 
-from bridge_server.core import CallCancelled, CallContext, call_context
+from bridge_server.core import (
+    CallCancelled,
+    CallContext,
+    call_context,
+    route_warnings_to_callers,
+)
 from protocol import (
     SUPPORTED_VERSIONS,
     AuthenticationFailed,
@@ -998,6 +1003,7 @@ def run(config: ServerConfig, estimators: Mapping[str, type] | None = None) -> i
             log.error("parent process %d is already gone", config.parent_pid)
             return 1
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # see the constant: bounds GIL waits
+    route_warnings_to_callers()  # NumPy's warnings in a call reach its caller, not our stderr
     server = Server(config, estimators)
     try:
         endpoint = server.bind()

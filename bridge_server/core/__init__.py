@@ -20,6 +20,7 @@ from ._context import (
     metadata_routing_enabled,
     outputs_wrapped,
     report_progress,
+    route_warnings_to_callers,
     warn,
 )
 from ._errors import (
@@ -56,6 +57,7 @@ __all__ = [
     "metadata_routing_enabled",
     "outputs_wrapped",
     "report_progress",
+    "route_warnings_to_callers",
     "set_config",
     "warn",
 ]

@@ -17,7 +17,7 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -62,6 +62,9 @@ class CallContext:
     metadata_routing: bool | None = None
     allocate: Allocator | None = None
     wrap_outputs: bool = True
+    #: ``(category, message)`` of the warnings routed to ``on_warning`` so far
+    #: (see :func:`route_warnings_to_callers`).
+    routed: set[tuple[type[Warning], str]] = field(default_factory=set, repr=False)
 
 
 _current: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
@@ -100,6 +103,52 @@ def warn(message: str, category: type[Warning] = UserWarning, stacklevel: int = 
         ctx.on_warning(message, category)
     else:
         warnings.warn(message, category, stacklevel=stacklevel + 1)
+
+
+#: The ``warnings.showwarning`` that :func:`route_warnings_to_callers` replaced.
+_fallback_showwarning: Callable[..., None] | None = None
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` while routed: to the running call's caller, if any."""
+    ctx = _current.get()
+    if ctx is not None and ctx.on_warning is not None:
+        key = (category, str(message))
+        if key not in ctx.routed:  # once per call: a step loop can raise it thousands of times
+            ctx.routed.add(key)
+            ctx.on_warning(key[1], category)
+    elif _fallback_showwarning is not None:
+        _fallback_showwarning(message, category, filename, lineno, file, line)
+
+
+def route_warnings_to_callers() -> None:
+    """Send every warning raised inside a call to that call's caller, NumPy's included.
+
+    For a server process (process-wide; calling it again changes nothing). The
+    core's own warnings already go through :func:`warn`; this catches the
+    rest, such as NumPy's ``RuntimeWarning: overflow encountered in matmul``
+    on data near the float limits, which would otherwise be printed on the
+    server's stderr where the caller never sees it. ``warnings.showwarning``
+    is replaced by one that hands a warning raised under a context with
+    ``on_warning`` to it, and any other to the previous ``showwarning``.
+    An ``always`` filter is appended too: Python shows a warning once per
+    code location, and every call must get its own (once per call: repeats
+    of the same category and message within a call are dropped). Filters already in
+    place (``-W``, ``PYTHONWARNINGS``, the ignored ``DeprecationWarning``)
+    keep precedence; the client's own filters then decide what is shown.
+    """
+    global _fallback_showwarning
+    if warnings.showwarning is not _show_warning:
+        _fallback_showwarning = warnings.showwarning
+        warnings.showwarning = _show_warning
+    warnings.filterwarnings("always", append=True)  # not added twice
 
 
 def report_progress(done: int, total: int, phase: str = "fit") -> None:

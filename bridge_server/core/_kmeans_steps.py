@@ -19,6 +19,7 @@ Nothing here allocates ``n_samples x n_clusters``: callers give row blocks.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import os
 import threading
@@ -494,7 +495,10 @@ def labels_inertia(
             blas.breathe()
             blocks = iter(range(first, min(first + per_round, n_blocks)))  # shared, under lock
             helpers = [
-                threading.Thread(target=helper, args=(state, blocks), daemon=True)
+                # In the caller's context: a warning on a helper reaches the caller too.
+                threading.Thread(
+                    target=contextvars.copy_context().run, args=(helper, state, blocks), daemon=True
+                )
                 for state in states[1:]
             ]
             for thread in helpers:

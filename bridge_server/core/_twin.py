@@ -13,6 +13,7 @@ size that matters, so the two shares run in parallel.
 from __future__ import annotations
 
 import _thread
+import contextvars
 import threading
 from collections.abc import Callable
 
@@ -30,6 +31,7 @@ class Twin:
         self._go.acquire()
         self._done.acquire()
         self._task: Callable[[], None] | None = None
+        self._context = contextvars.Context()
         self._error: BaseException | None = None
         self._busy = False
         self._thread = threading.Thread(target=self._loop, name="skbridge-twin", daemon=True)
@@ -43,17 +45,22 @@ class Twin:
                 self._done.release()
                 return
             try:
-                task()
+                # The caller's context (its call's warnings sink, for one).
+                self._context.run(task)
             except BaseException as exc:  # re-raised by join() on the caller's thread
                 self._error = exc
             self._done.release()
 
     def start(self, task: Callable[[], None]) -> None:
-        """Run ``task`` on the twin thread; the caller must :meth:`join` before the next."""
+        """Run ``task`` on the twin thread, in a copy of the caller's context.
+
+        The caller must :meth:`join` before the next.
+        """
         if self._busy:
             raise RuntimeError("the twin thread is still running a task")
         self._busy = True
         self._task = task
+        self._context = contextvars.copy_context()
         self._go.release()
 
     def join(self) -> None:

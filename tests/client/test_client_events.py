@@ -30,6 +30,23 @@ async def test_warning_points_at_the_caller(py: PythonBridge) -> None:
     await model.dispose()
 
 
+async def test_numpy_warnings_in_a_call_reach_every_caller(py: PythonBridge) -> None:
+    import warnings
+
+    # Finite, so accepted, but the squared distances overflow: NumPy warns
+    # inside the server's worker thread, where the caller used not to see it.
+    X = np.array([[1e200, 0.0], [0.0, 1e200], [1.0, 1.0], [2.0, 2.0]] * 10)
+    model = MiniBatchKMeans(n_clusters=2, random_state=0, n_init=1)
+    await model.init(py)
+    for _ in range(2):  # the second call gets its own, though raised at the same place
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            await model.fit(X)
+        messages = [str(w.message) for w in caught if w.category is RuntimeWarning]
+        assert any("overflow encountered" in m for m in messages), messages
+    await model.dispose()
+
+
 async def test_verbose_lines_printed(py: PythonBridge, capsys: pytest.CaptureFixture[str]) -> None:
     model = MiniBatchKMeans(n_clusters=2, random_state=0, verbose=1, n_init=1)
     await model.init(py)

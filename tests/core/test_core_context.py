@@ -130,3 +130,40 @@ def test_outputs_are_allocated_through_the_context():
     assert est.labels_ is provided["labels_"]
     assert labels is provided["predict"] and dist is provided["transform"]
     assert (labels >= 0).all() and (est.labels_ >= 0).all()
+
+
+def test_routed_warnings_reach_the_call_from_the_core_threads(monkeypatch):
+    import warnings
+
+    from bridge_server.core import _kmeans_steps, route_warnings_to_callers
+    from bridge_server.core._twin import Twin
+
+    seen: list[tuple[str, type[Warning]]] = []
+    elsewhere: list[str] = []
+    ctx = CallContext(on_warning=lambda message, category: seen.append((message, category)))
+    big = np.full(4, 1e300)
+    # Labelled in one-chunk blocks on three threads: helpers raise the warnings too.
+    monkeypatch.setattr(_kmeans_steps, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 3)
+    X = np.full((256 * 12, 2), 1e200)
+    with warnings.catch_warnings():  # restores showwarning and the filters afterwards
+        warnings.showwarning = lambda message, *rest: elsewhere.append(str(message))
+        route_warnings_to_callers()
+        route_warnings_to_callers()  # idempotent
+        with call_context(ctx):
+            for _ in range(2):  # one code location, twice: routed once per call
+                big * big
+            with Twin() as twin:
+                twin.start(lambda: np.full(4, 1.7e308) + np.full(4, 1.7e308))
+                twin.join()
+            _kmeans_steps.labels_inertia(X, None, np.zeros((3, 2)))  # multiply overflows again
+        assert elsewhere == []  # no thread of the call lost its context
+        with call_context(CallContext(on_warning=lambda m, c: seen.append((m, c)))):
+            big * big  # a new call gets its own
+        big * big  # outside any call: the previous showwarning
+    assert seen == [
+        ("overflow encountered in multiply", RuntimeWarning),
+        ("overflow encountered in add", RuntimeWarning),
+        ("overflow encountered in multiply", RuntimeWarning),
+    ]
+    assert len(elsewhere) == 1 and "overflow" in elsewhere[0]
