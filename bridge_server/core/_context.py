@@ -62,8 +62,7 @@ class CallContext:
     metadata_routing: bool | None = None
     allocate: Allocator | None = None
     wrap_outputs: bool = True
-    #: ``(category, message)`` of the warnings routed to ``on_warning`` so far
-    #: (see :func:`route_warnings_to_callers`).
+    #: ``(category, message)`` of the warnings handed to ``on_warning`` so far.
     routed: set[tuple[type[Warning], str]] = field(default_factory=set, repr=False)
 
 
@@ -100,9 +99,22 @@ def warn(message: str, category: type[Warning] = UserWarning, stacklevel: int = 
     """Emit a warning: to the caller in a server call, else :func:`warnings.warn`."""
     ctx = _current.get()
     if ctx is not None and ctx.on_warning is not None:
-        ctx.on_warning(message, category)
+        _route(ctx, category, message)
     else:
         warnings.warn(message, category, stacklevel=stacklevel + 1)
+
+
+def _route(ctx: CallContext, category: type[Warning], message: str) -> None:
+    """Hand a warning to the call's ``on_warning``, once per call for each category and message.
+
+    In-process, Python shows a warning once per code location; a call's
+    step loop could otherwise send the same one thousands of times.
+    """
+    key = (category, message)
+    if key not in ctx.routed:
+        ctx.routed.add(key)
+        assert ctx.on_warning is not None
+        ctx.on_warning(message, category)
 
 
 #: The ``warnings.showwarning`` that :func:`route_warnings_to_callers` replaced.
@@ -120,10 +132,7 @@ def _show_warning(
     """``warnings.showwarning`` while routed: to the running call's caller, if any."""
     ctx = _current.get()
     if ctx is not None and ctx.on_warning is not None:
-        key = (category, str(message))
-        if key not in ctx.routed:  # once per call: a step loop can raise it thousands of times
-            ctx.routed.add(key)
-            ctx.on_warning(key[1], category)
+        _route(ctx, category, str(message))
     elif _fallback_showwarning is not None:
         _fallback_showwarning(message, category, filename, lineno, file, line)
 
@@ -139,10 +148,10 @@ def route_warnings_to_callers() -> None:
     is replaced by one that hands a warning raised under a context with
     ``on_warning`` to it, and any other to the previous ``showwarning``.
     An ``always`` filter is appended too: Python shows a warning once per
-    code location, and every call must get its own (once per call: repeats
-    of the same category and message within a call are dropped). Filters already in
-    place (``-W``, ``PYTHONWARNINGS``, the ignored ``DeprecationWarning``)
-    keep precedence; the client's own filters then decide what is shown.
+    code location, and every call must get its own (once per call, as
+    :func:`warn` does). Filters already in place (``-W``, ``PYTHONWARNINGS``,
+    the ignored ``DeprecationWarning``) keep precedence; the client's own
+    filters then decide what is shown.
     """
     global _fallback_showwarning
     if warnings.showwarning is not _show_warning:
