@@ -97,24 +97,25 @@ def emit_verbose(line: str) -> None:
 
 def warn(message: str, category: type[Warning] = UserWarning, stacklevel: int = 2) -> None:
     """Emit a warning: to the caller in a server call, else :func:`warnings.warn`."""
-    ctx = _current.get()
-    if ctx is not None and ctx.on_warning is not None:
-        _route(ctx, category, message)
-    else:
+    if not _route(category, message):
         warnings.warn(message, category, stacklevel=stacklevel + 1)
 
 
-def _route(ctx: CallContext, category: type[Warning], message: str) -> None:
-    """Hand a warning to the call's ``on_warning``, once per call for each category and message.
+def _route(category: type[Warning], message: str) -> bool:
+    """Hand a warning to the running call's ``on_warning``; False when there is none.
 
-    In-process, Python shows a warning once per code location; a call's
-    step loop could otherwise send the same one thousands of times.
+    Once per call for each category and message: in-process, Python shows
+    a warning once per code location, and a call's step loop could
+    otherwise send the same one thousands of times.
     """
+    ctx = _current.get()
+    if ctx is None or ctx.on_warning is None:
+        return False
     key = (category, message)
     if key not in ctx.routed:
         ctx.routed.add(key)
-        assert ctx.on_warning is not None
         ctx.on_warning(message, category)
+    return True
 
 
 #: The ``warnings.showwarning`` that :func:`route_warnings_to_callers` replaced.
@@ -130,10 +131,7 @@ def _show_warning(
     line: str | None = None,
 ) -> None:
     """``warnings.showwarning`` while routed: to the running call's caller, if any."""
-    ctx = _current.get()
-    if ctx is not None and ctx.on_warning is not None:
-        _route(ctx, category, str(message))
-    elif _fallback_showwarning is not None:
+    if not _route(category, str(message)) and _fallback_showwarning is not None:
         _fallback_showwarning(message, category, filename, lineno, file, line)
 
 
