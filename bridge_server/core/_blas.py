@@ -16,10 +16,11 @@ So the core's products run inside :class:`section` (one thread), which holds a
 process-wide lock for its duration: a concurrent fit in another server worker
 waits for the section to end rather than changing the count under it.
 
-The OpenBLAS entry points are looked up in the libraries the process has
-loaded (Linux) and next to NumPy (its wheels' ``numpy.libs``); with any other
-BLAS, or none found, :func:`section` only takes the lock and
-:data:`AVAILABLE` is False.
+The OpenBLAS entry points are looked up next to NumPy (its wheels'
+``numpy.libs``) and in the libraries the process has loaded (Linux). A
+section sets every OpenBLAS it found: SciPy's wheels bundle a second one,
+and NumPy's is the one that matters. With any other BLAS, or none found,
+:func:`section` only takes the lock and :data:`AVAILABLE` is False.
 """
 
 from __future__ import annotations
@@ -49,26 +50,38 @@ _GETTERS = (
 
 
 def _candidate_libraries() -> list[str]:
-    """Paths of OpenBLAS libraries that NumPy may be using, most likely first."""
+    """Real paths of the OpenBLAS libraries that may be loaded, NumPy's own first.
+
+    NumPy's wheels bundle theirs next to the package (``numpy.libs``,
+    ``numpy/.dylibs``); SciPy's wheels bundle another (``scipy.libs``), and
+    the process map lists whichever was loaded first first. A distribution's
+    NumPy may link a system OpenBLAS instead, which only the map shows.
+    """
     paths: list[str] = []
+
+    def add(path: str) -> None:
+        real = os.path.realpath(path)
+        if real not in paths:
+            paths.append(real)
+
+    numpy_dir = os.path.dirname(np.__file__)
+    for pattern in ("../numpy.libs/*openblas*", ".dylibs/*openblas*", "../numpy.libs/*.dll"):
+        for path in sorted(glob.glob(os.path.join(numpy_dir, pattern))):
+            add(path)
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
             for line in maps:
                 path = line.rsplit(maxsplit=1)[-1] if "/" in line else ""
-                if "openblas" in os.path.basename(path).lower() and path not in paths:
-                    paths.append(path)
+                if "openblas" in os.path.basename(path).lower():
+                    add(path)
     except OSError:
         pass
-    numpy_dir = os.path.dirname(np.__file__)
-    for pattern in ("../numpy.libs/*openblas*", ".dylibs/*openblas*", "../numpy.libs/*.dll"):
-        for path in sorted(glob.glob(os.path.join(numpy_dir, pattern))):
-            if path not in paths:
-                paths.append(path)
     return paths
 
 
-def _find() -> tuple[Callable[[int], object], Callable[[], int]] | None:
-    """The (set, get) thread-count functions of NumPy's OpenBLAS, or None."""
+def _find() -> list[tuple[Callable[[int], object], Callable[[], int]]]:
+    """The (set, get) thread-count functions of every OpenBLAS found, NumPy's first."""
+    found = []
     for path in _candidate_libraries():
         try:
             lib = ctypes.CDLL(path)
@@ -82,14 +95,17 @@ def _find() -> tuple[Callable[[int], object], Callable[[], int]] | None:
         setter.restype = None
         getter.argtypes = []
         getter.restype = ctypes.c_int
-        return setter, getter
-    return None
+        found.append((setter, getter))
+    return found
 
 
-_FUNCS = _find()
+#: Thread-count controls of the OpenBLAS libraries in this process, NumPy's first.
+#: A section sets them all: setting only the first one found left NumPy's
+#: products on all its threads whenever SciPy had been imported before the core.
+_LIBS = _find()
 
 #: Whether the BLAS thread count can be controlled here.
-AVAILABLE = _FUNCS is not None
+AVAILABLE = bool(_LIBS)
 
 _lock = threading.RLock()
 #: Threads blocked waiting for ``_lock`` (so a held section knows to step aside).
@@ -123,7 +139,7 @@ def _release() -> None:
 
 def current_threads() -> int | None:
     """BLAS threads right now, or None where they cannot be controlled."""
-    return None if _FUNCS is None else int(_FUNCS[1]())
+    return int(_LIBS[0][1]()) if _LIBS else None
 
 
 class section:  # noqa: N801 - used like a function: ``with section(2): ...``
@@ -138,20 +154,21 @@ class section:  # noqa: N801 - used like a function: ``with section(2): ...``
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
-        self._previous = threads
+        self._previous: tuple[int, ...] = ()
 
     def __enter__(self) -> section:
         _acquire()
-        if _FUNCS is not None:
-            self._previous = int(_FUNCS[1]())
-            if self._previous != self.threads:
-                _FUNCS[0](self.threads)
+        self._previous = tuple(int(get()) for _, get in _LIBS)
+        for (set_threads, _), before in zip(_LIBS, self._previous):
+            if before != self.threads:
+                set_threads(self.threads)
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            if _FUNCS is not None and self._previous != self.threads:
-                _FUNCS[0](self._previous)
+            for (set_threads, _), before in zip(_LIBS, self._previous):
+                if before != self.threads:
+                    set_threads(before)
         finally:
             _release()
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -37,6 +40,41 @@ def test_section_sets_and_restores_the_count():
     with pytest.raises(ZeroDivisionError), _blas.section(1):
         1 / 0  # noqa: B018
     assert _blas.current_threads() == before
+
+
+def test_a_section_sets_numpy_blas_even_when_scipy_was_imported_first():
+    # SciPy's wheels bundle their own OpenBLAS. Imported before the core, it
+    # comes first in the process map; the section must still reach NumPy's.
+    script = textwrap.dedent(
+        """
+        import scipy.linalg  # loads SciPy's OpenBLAS before the core looks
+        import numpy as np
+        from threadpoolctl import threadpool_info
+        from bridge_server.core import _blas
+
+        def counts():
+            return {
+                info["filepath"]: info["num_threads"]
+                for info in threadpool_info()
+                if info["internal_api"] == "openblas"
+            }
+
+        before = counts()
+        numpy_libs = [path for path in before if "numpy" in path]
+        print("libraries", len(before), "numpy", len(numpy_libs))
+        assert numpy_libs, before
+        with _blas.section(1):
+            inside = counts()
+        assert all(n == 1 for n in inside.values()), inside
+        assert counts() == before, (counts(), before)
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok" in done.stdout
 
 
 def test_sections_exclude_each_other_and_held_lets_others_in():
