@@ -8,8 +8,12 @@ Cases:
 
 For each case: median fit and predict (held-out rows) time per side, the ratios
 core/sklearn, the inertia ratio; asserts the same ``n_steps_`` and identical
-labels. "predict" repeats a fitted model's predict (the core reuses its grid
-of certain cells for unchanged centers); "predict, cold" rebuilds it per call.
+labels. Each timed run follows an untimed run of the same side
+(``harness.compare(rewarm=True)``): scikit-learn's OpenMP workers spin for
+milliseconds after each call, and would otherwise share the cores with the
+core's next run; ``--back-to-back`` times without it. "predict" repeats a
+fitted model's predict (the core reuses its grid of certain cells for
+unchanged centers); "predict, cold" rebuilds it per call.
 Run ``python benchmarks/core_vs_sklearn.py [--quick] [--repeats N]``.
 """
 
@@ -77,7 +81,7 @@ def cold_predict(est: MiniBatchKMeans, X: np.ndarray) -> np.ndarray:
     return est.predict(X)
 
 
-def run(repeats: int, warmup: int, only: str | None) -> None:
+def run(repeats: int, warmup: int, only: str | None, rewarm: bool = True) -> None:
     rows = []
     for name, make in CASES.items():
         if only and only not in name:
@@ -97,6 +101,7 @@ def run(repeats: int, warmup: int, only: str | None) -> None:
             },
             repeats=repeats,
             warmup=warmup,
+            rewarm=rewarm,
         )
         # Predict is short, so it gets more rounds. The core keeps its grid of
         # certain cells per set of centers (a fitted model's repeated predicts
@@ -108,6 +113,7 @@ def run(repeats: int, warmup: int, only: str | None) -> None:
             },
             repeats=max(5 * repeats, 15),
             warmup=1,
+            rewarm=rewarm,
         )
         cold_times = compare(
             {
@@ -116,6 +122,7 @@ def run(repeats: int, warmup: int, only: str | None) -> None:
             },
             repeats=max(5 * repeats, 15),
             warmup=1,
+            rewarm=rewarm,
         )
         extra = dict(n_steps=str(ours.n_steps_), inertia=f"{inertia_ratio:.12f}")
         rows.append(summarise(f"fit     {name}", fit_times, baseline="sklearn", **extra))
@@ -131,9 +138,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="1 timed round, no warm-up fit")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5)")
     parser.add_argument("--case", default=None, help="run only cases whose name contains this")
+    parser.add_argument(
+        "--back-to-back",
+        action="store_true",
+        help="time each run right after the other library's (no untimed re-warm run before it)",
+    )
     args = parser.parse_args(argv)
     repeats, warmup = (1, 0) if args.quick else (args.repeats, 1)
-    run(repeats, warmup, args.case)
+    run(repeats, warmup, args.case, rewarm=not (args.back_to_back or args.quick))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ def compare(
     repeats: int = 5,
     warmup: int = 1,
     *,
+    rewarm: bool = False,
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
     """Time each side ``repeats`` times, alternating sides, after ``warmup`` rounds.
@@ -39,6 +40,13 @@ def compare(
         order rotated by the round number so that no side always runs first.
     warmup : int, default=1
         Untimed rounds run first (imports, caches, BLAS thread pools).
+    rewarm : bool, default=False
+        Run each side once more, untimed, right before each of its timed
+        runs, so that every side is timed in its own steady state rather than
+        in what the other side left behind. OpenMP runtimes (libgomp, which
+        scikit-learn's wheels use) keep their workers spinning for several
+        milliseconds after a parallel region; without this, whichever side
+        runs next shares the cores with them.
     clock : callable, default=time.perf_counter
         Returns seconds.
 
@@ -57,6 +65,8 @@ def compare(
     for round_index in range(repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
+            if rewarm:
+                sides[name]()
             start = clock()
             sides[name]()
             times[name].append(clock() - start)
