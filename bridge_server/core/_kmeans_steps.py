@@ -645,9 +645,9 @@ class StepWorkspace:
         # Big enough steps on few features are labelled half on a twin thread
         # (as scikit-learn's OpenMP loop shares its chunks). Below that size the
         # hand-over costs more than it saves. With many features, halving the
-        # products saved 200 us per 1024 x 50 step in a loop of steps alone, but
-        # whole fits got slower (530 against 461 ms at 200k x 50): on this 2-vCPU
-        # host, two concurrent GEMMs in the real loop each ran at about half speed.
+        # products saved about 100 us per 1024 x 50 step, but the twin's wake-up
+        # (30-80 us here) eats part of it: 401 against 421 ms of step loop at
+        # 200k x 50, within the noise of whole fits, so wide steps stay whole.
         work = batch_size * n_clusters * (n_features + 1)
         halves = (
             _n_threads() > 1
