@@ -23,13 +23,14 @@ import contextvars
 import functools
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from . import _blas, _prune
 from ._context import check_cancelled, emit_verbose, warn
-from ._twin import Twin
+from ._twin import SplitChooser, Twin
 from ._validation import is_close
 
 #: Rows per distance block: scikit-learn's ``CHUNK_SIZE`` (block heights change GEMM rounding).
@@ -51,9 +52,6 @@ ROUND_BLOCKS = 32
 #: Least ``batch_size * n_clusters * (n_features + 1)`` for which a minibatch step
 #: is labelled on two threads (1024 rows x 100 centers x 2 features is above).
 STEP_SPLIT_MIN_WORK = 1 << 18
-
-#: Most features for which a step is split between two threads.
-STEP_SPLIT_MAX_FEATURES = 4
 
 
 def rows_per_block(n_clusters: int, itemsize: int) -> int:
@@ -642,21 +640,16 @@ class StepWorkspace:
         self.capacity = batch_size
         self.X = np.empty((batch_size, n_features), dtype=dtype)
         self.weights = np.empty(batch_size, dtype=dtype)
-        # Big enough steps on few features are labelled half on a twin thread
-        # (as scikit-learn's OpenMP loop shares its chunks). Below that size the
-        # hand-over costs more than it saves. With many features, halving the
-        # products saved about 100 us per 1024 x 50 step, but the twin's wake-up
-        # (30-80 us here) eats part of it: 401 against 421 ms of step loop at
-        # 200k x 50, within the noise of whole fits, so wide steps stay whole.
+        # Big enough steps may be shared with a twin thread (as scikit-learn's
+        # OpenMP loops share theirs): see :meth:`gather_label`. Below that size
+        # the hand-overs cost more than they save; above it, whether sharing
+        # pays depends on the machine, so :attr:`chooser` times both ways.
         work = batch_size * n_clusters * (n_features + 1)
-        halves = (
-            _n_threads() > 1
-            and batch_size >= 2 * ROW_CHUNK
-            and n_features <= STEP_SPLIT_MAX_FEATURES
-            and work >= STEP_SPLIT_MIN_WORK
-        )
+        halves = _n_threads() > 1 and batch_size >= 2 * ROW_CHUNK and work >= STEP_SPLIT_MIN_WORK
         #: First row of the twin thread's half (a chunk boundary), or 0 for no split.
         self.split = (batch_size // 2) // ROW_CHUNK * ROW_CHUNK if halves else 0
+        #: Whether each step is shared, by timing (see :class:`SplitChooser`).
+        self.chooser = SplitChooser(enabled=halves)
         self._twin: Twin | None = None
         self.scorer = Scorer(n_clusters, n_features, dtype)
         self.sq = np.empty(batch_size, dtype=dtype)
@@ -675,6 +668,13 @@ class StepWorkspace:
         )
         self.acc = np.empty((n_clusters, n_features), dtype=dtype)
 
+    @property
+    def twin(self) -> Twin:
+        """The twin thread, started on first use."""
+        if self._twin is None:
+            self._twin = Twin()
+        return self._twin
+
     def close(self) -> None:
         """End the twin thread, if one was started."""
         if self._twin is not None:
@@ -687,45 +687,78 @@ class StepWorkspace:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def assign_sq(self, X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Labels of the rows of the batch ``X`` and their squared distances to them.
+    def gather_label(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray | None,
+        rows: np.ndarray | None,
+        centers: np.ndarray,
+        *,
+        shared: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """The batch, its weights and its labels: ``(xb, swb, labels)``.
 
-        With :attr:`split` set, the scores and labels of rows from that chunk
-        boundary on are done on the twin thread: each chunk's product and each
-        row's argmin are the same computations on either thread. The twin's
-        share is two long NumPy calls that release the GIL; the short ones
-        (the distances, a few microseconds each) stay on this thread, as each
-        GIL hand-over between the threads costs about as much as such a call.
-        Call inside ``_blas.section(1)`` (or a :class:`_blas.held`). Returns
-        views of workspace memory.
+        ``X`` (and ``sample_weight``) are the batch itself when ``rows`` is
+        None, else the data from which rows ``rows`` are copied into the
+        workspace. With ``shared`` and :attr:`split` set, rows from that chunk
+        boundary on are copied, scored and labelled on the twin thread: each
+        chunk's product and each row's argmin are the same computations on
+        either thread. Call inside ``_blas.section(1)`` (or a
+        :class:`_blas.held`). Returns views of workspace memory (or of the
+        given batch).
         """
-        n_rows = X.shape[0]
+        n_rows = X.shape[0] if rows is None else rows.shape[0]
         self.scorer.set_centers(centers)
-        lhs = self.scorer.operand(X, self.rows)
-        half = self.split if 0 < self.split < n_rows else 0
-        if not half:
-            self._label_rows(lhs, 0, n_rows)
+        if rows is None:
+            xb, swb = X, sample_weight
         else:
-            if self._twin is None:
-                self._twin = Twin()
-            self._twin.start(lambda: self._label_rows(lhs, half, n_rows))
+            xb = self.X[:n_rows]
+            swb = None if sample_weight is None else self.weights[:n_rows]
+        half = self.split if shared and 0 < self.split < n_rows else 0
+        if not half:
+            self._gather_label_rows(X, sample_weight, rows, 0, n_rows)
+        else:
+            self.twin.start(lambda: self._gather_label_rows(X, sample_weight, rows, half, n_rows))
             try:
-                self._label_rows(lhs, 0, half)
+                self._gather_label_rows(X, sample_weight, rows, 0, half)
             finally:
-                self._twin.join()
-        labels = self.labels[:n_rows]
-        sq = _sample_sq_distances(X, centers, labels, self.diff[:n_rows], out=self.sq[:n_rows])
-        return labels, sq
+                self.twin.join()
+        return xb, swb, self.labels[:n_rows]
 
-    def _label_rows(self, lhs: np.ndarray, start: int, stop: int) -> None:
-        """Labels of rows ``start:stop`` (``start`` on a chunk boundary) of a scorer operand."""
-        scores = self.scorer.product(lhs[start:stop], self.scores[start:stop])
+    def _gather_label_rows(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray | None,
+        rows: np.ndarray | None,
+        start: int,
+        stop: int,
+    ) -> None:
+        """Copy (if ``rows``), score and label batch rows ``start:stop`` (a chunk boundary on)."""
+        if rows is None:
+            xb = X[start:stop]
+        else:
+            # mode="clip" only avoids take's buffering; the indices are in range.
+            xb = np.take(X, rows[start:stop], axis=0, out=self.X[start:stop], mode="clip")
+            if sample_weight is not None:
+                np.take(sample_weight, rows[start:stop], out=self.weights[start:stop], mode="clip")
+        lhs = self.scorer.operand(xb, None if self.rows is None else self.rows[start:stop])
+        scores = self.scorer.product(lhs, self.scores[start:stop])
         np.argmin(scores, axis=1, out=self.labels[start:stop])
 
-    def batch_inertia(self, sq: np.ndarray) -> np.generic:
-        """``sq`` summed left to right in its dtype."""
+    def batch_inertia(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray | None,
+        centers: np.ndarray,
+        labels: np.ndarray,
+    ) -> np.generic:
+        """Batch inertia: weighted squared distances to the labels' centers, summed in order."""
+        n_rows = X.shape[0]
+        sq = _sample_sq_distances(X, centers, labels, self.diff[:n_rows], out=self.sq[:n_rows])
+        if sample_weight is not None:
+            sq *= sample_weight
         if self.zeros is not None:
-            return np.bincount(self.zeros[: sq.shape[0]], weights=sq, minlength=1)[0]
+            return np.bincount(self.zeros[:n_rows], weights=sq, minlength=1)[0]
         return _sequential_sum(sq, sq.dtype.type(0), self.scratch)
 
 
@@ -753,7 +786,7 @@ def _accumulate_centers(
         # adding ones one by one.
         counts = np.bincount(labels, minlength=n_clusters)
         batch_weight = counts.astype(dtype)
-        every = bool(counts.all())  # counts are never negative
+        every = np.count_nonzero(counts) == n_clusters  # counts are never negative
         contrib = X
     else:
         batch_weight = np.zeros(n_clusters, dtype=dtype)
@@ -823,14 +856,21 @@ def mini_batch_step(
     random_reassign: bool,
     reassignment_ratio: float,
     verbose: bool,
+    rows: np.ndarray | None = None,
 ) -> float:
     """One minibatch update: label, accumulate, maybe reassign.
 
+    With :attr:`StepWorkspace.split` set, the twin thread may copy, score
+    and label half of the batch (:meth:`StepWorkspace.gather_label`), as the
+    workspace's :class:`SplitChooser` finds faster.
+
     Parameters
     ----------
-    X : ndarray of shape (n_rows, n_features)
-        The minibatch (``n_rows <= ws.capacity``).
-    sample_weight : ndarray of shape (n_rows,) or None
+    X : ndarray of shape (n_rows, n_features) or (n_samples, n_features)
+        The minibatch (``n_rows <= ws.capacity``), or with ``rows`` the data
+        it is drawn from.
+    sample_weight : ndarray of shape (n_rows,) or (n_samples,), or None
+        Like ``X``.
     centers : ndarray of shape (n_clusters, n_features)
         Centers before the step.
     centers_new : ndarray of shape (n_clusters, n_features)
@@ -842,21 +882,24 @@ def mini_batch_step(
     ws : StepWorkspace
     random_reassign, reassignment_ratio, verbose
         As scikit-learn's ``_mini_batch_step``.
+    rows : ndarray of shape (n_rows,) or None
+        Indices of the batch's rows in ``X``.
 
     Returns
     -------
     float
         The batch inertia against ``centers`` (before the update).
     """
-    labels, sq = ws.assign_sq(X, centers)
-    if sample_weight is not None:
-        sq *= sample_weight
-    inertia = ws.batch_inertia(sq)
-    _accumulate_centers(X, sample_weight, labels, centers, centers_new, weight_sums, ws)
+    shared = ws.chooser.next()
+    start = time.perf_counter()
+    xb, swb, labels = ws.gather_label(X, sample_weight, rows, centers, shared=shared)
+    inertia = ws.batch_inertia(xb, swb, centers, labels)
+    _accumulate_centers(xb, swb, labels, centers, centers_new, weight_sums, ws)
     if random_reassign and reassignment_ratio > 0:
         _reassign_small_centers(
-            X, centers_new, weight_sums, reassignment_ratio, random_state, verbose
+            xb, centers_new, weight_sums, reassignment_ratio, random_state, verbose
         )
+    ws.chooser.record(time.perf_counter() - start)
     return float(inertia)
 
 

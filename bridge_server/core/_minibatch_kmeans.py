@@ -528,16 +528,9 @@ class MiniBatchKMeans(BaseEstimator):
             for step in range(n_steps):
                 blas.breathe()
                 batch_idx = random_state.randint(0, n_samples, batch_size)
-                # mode="clip" only avoids take's buffering; the indices are in range.
-                xb = np.take(X, batch_idx, axis=0, out=workspace.X, mode="clip")
-                swb = (
-                    None
-                    if sample_weight is None
-                    else np.take(sample_weight, batch_idx, out=workspace.weights, mode="clip")
-                )
                 batch_inertia = steps.mini_batch_step(
-                    xb,
-                    swb,
+                    X,
+                    sample_weight,
                     centers,
                     centers_new,
                     self._counts,
@@ -546,6 +539,7 @@ class MiniBatchKMeans(BaseEstimator):
                     random_reassign=self._random_reassign(),
                     reassignment_ratio=self.reassignment_ratio,
                     verbose=verbose,
+                    rows=batch_idx,
                 )
                 if self._tol > 0.0:
                     centers_squared_diff = np.sum((centers_new - centers) ** 2)

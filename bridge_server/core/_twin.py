@@ -89,3 +89,66 @@ class Twin:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SplitChooser:
+    """Chooses, by timing, whether a loop's steps go faster shared with a twin thread.
+
+    Whether sharing pays depends on the machine more than on the sizes: on a
+    virtual machine an idle core takes tens of microseconds to wake, and how
+    long varies with the host's load. Both ways give the same results, so
+    the loop tries both. Steps run in blocks of :attr:`block` steps with and
+    without the twin, :attr:`rounds` blocks each, and the way with the lower
+    median step time is kept for the next :attr:`keep` steps; then both are
+    tried again (the host's load moves), in shorter trials.
+
+    Use: ``shared = chooser.next()`` before a step, ``chooser.record(seconds)``
+    after it.
+
+    Parameters
+    ----------
+    enabled : bool
+        False: :meth:`next` always answers False (the step is too small to share).
+    """
+
+    block = 4
+    rounds = 4
+    keep = 256
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._times: dict[bool, list[float]] = {True: [], False: []}
+        self._trial = 2 * self.block * self.rounds  # steps left in the current trial
+        self._step = 0  # steps since the trial began, or since the choice was made
+        self._current = True
+        #: The way kept after the last trial (sharing until one has ended).
+        self.choice = True
+
+    def next(self) -> bool:
+        """Whether the next step should be shared with the twin thread."""
+        if not self.enabled:
+            return False
+        if self._trial:
+            # Alternate blocks: on, off, on, off, ...
+            self._current = (self._step // self.block) % 2 == 0
+        else:
+            self._current = self.choice
+        return self._current
+
+    def record(self, seconds: float) -> None:
+        """Time of the step just run (as :meth:`next` said)."""
+        if not self.enabled:
+            return
+        self._step += 1
+        if self._trial:
+            self._times[self._current].append(seconds)
+            self._trial -= 1
+            if not self._trial:
+                on, off = (sorted(self._times[way]) for way in (True, False))
+                if on and off:
+                    self.choice = on[len(on) // 2] < off[len(off) // 2]
+                self._times = {True: [], False: []}
+                self._step = 0
+        elif self._step >= self.keep:
+            self._trial = 2 * self.block * max(1, self.rounds // 2)
+            self._step = 0

@@ -104,25 +104,27 @@ def test_threaded_predict_matches_sklearn(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("n_features", "n_clusters", "dtype", "how"),
+    ("n_features", "n_clusters", "dtype", "weighted", "how"),
     [
-        (2, 100, np.float64, "twin"),  # 1024 x 100 x 3: halves on two threads
-        (2, 100, np.float32, "twin"),  # float32 with folded norms, column-major rows
-        (3, 70, np.float32, "twin"),
-        (20, 60, np.float64, "one"),  # many features: distances on one thread
-        (20, 60, np.float32, "one"),
+        (2, 100, np.float64, False, "twin"),  # 1024 x 100 x 3: halves on two threads
+        (2, 100, np.float32, False, "twin"),  # float32 with folded norms, column-major rows
+        (3, 70, np.float32, True, "twin"),
+        (20, 60, np.float64, True, "twin"),  # many features: rows gathered on both threads
+        (20, 60, np.float32, False, "twin"),
+        (2, 20, np.float64, True, "one"),  # 1024 x 20 x 3: too little to share
     ],
 )
-def test_split_steps_match_sklearn(n_features, n_clusters, dtype, how):
+def test_split_steps_match_sklearn(n_features, n_clusters, dtype, weighted, how):
     rng = np.random.RandomState(n_features)
     X = np.round(rng.normal(size=(30_000, n_features)) * 4, 1).astype(dtype)
+    sample_weight = rng.uniform(0.5, 2, size=X.shape[0]) if weighted else None
     ws = _kmeans_steps.StepWorkspace(1024, n_clusters, n_features, np.dtype(dtype))
     with ws:
         if _kmeans_steps._n_threads() > 1:
             assert (ws.split > 0) == (how == "twin")
     params = dict(n_clusters=n_clusters, batch_size=1024, max_iter=3, random_state=0)
-    ours = MiniBatchKMeans(**params).fit(X)
-    ref = SkMiniBatchKMeans(**params).fit(X)
+    ours = MiniBatchKMeans(**params).fit(X, sample_weight=sample_weight)
+    ref = SkMiniBatchKMeans(**params).fit(X, sample_weight=sample_weight)
     assert ours.n_steps_ == ref.n_steps_
     np.testing.assert_array_equal(ours.labels_, ref.labels_)
     np.testing.assert_allclose(

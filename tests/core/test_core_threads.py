@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bridge_server.core import _blas
-from bridge_server.core._twin import Twin
+from bridge_server.core._twin import SplitChooser, Twin
 
 
 def test_blas_threads_are_controlled_where_numpy_bundles_openblas():
@@ -123,3 +123,37 @@ def test_twin_runs_tasks_on_another_thread_and_reraises():
         twin.join()
         assert seen[-1] == 0
     assert not any(t.name == "skbridge-twin" for t in threading.enumerate())
+
+
+def _drive(chooser: SplitChooser, steps: int, cost: dict[bool, float]) -> list[bool]:
+    """Run ``steps`` steps whose time is ``cost[shared]``; the ways taken, in order."""
+    taken = []
+    for _ in range(steps):
+        shared = chooser.next()
+        taken.append(shared)
+        chooser.record(cost[shared])
+    return taken
+
+
+@pytest.mark.parametrize("faster", [True, False])
+def test_split_chooser_keeps_the_faster_way_and_tries_again_later(faster):
+    chooser = SplitChooser(enabled=True)
+    trial = 2 * chooser.block * chooser.rounds
+    cost = {faster: 1.0, not faster: 2.0}
+    taken = _drive(chooser, trial, cost)
+    # The trial alternates blocks of each way, as many steps of each.
+    assert taken[: 2 * chooser.block] == [True] * chooser.block + [False] * chooser.block
+    assert taken.count(True) == taken.count(False) == trial // 2
+    assert chooser.choice is faster
+    assert _drive(chooser, chooser.keep, cost) == [faster] * chooser.keep
+    # Then a shorter trial, which follows a change of the machine's mood.
+    retrial = 2 * chooser.block * max(1, chooser.rounds // 2)
+    taken = _drive(chooser, retrial, {faster: 3.0, not faster: 2.0})
+    assert taken.count(True) == taken.count(False)
+    assert chooser.choice is not faster
+    assert set(_drive(chooser, 10, cost)) == {not faster}
+
+
+def test_split_chooser_disabled_never_shares():
+    chooser = SplitChooser(enabled=False)
+    assert _drive(chooser, 100, {True: 2.0, False: 1.0}) == [False] * 100
