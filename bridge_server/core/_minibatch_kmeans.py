@@ -501,7 +501,8 @@ class MiniBatchKMeans(BaseEstimator):
             centers = self._init_centroids(
                 X, init, random_state, sample_weight, init_size=self._init_size
             )
-            inertia = steps.labels_inertia(X_valid, sw_valid, centers)
+            # In scikit-learn's order: the best init is chosen on it.
+            inertia = steps.labels_inertia(X_valid, sw_valid, centers, sklearn_order=True)
             if self.verbose:
                 emit_verbose(f"Inertia for init {init_idx + 1}/{self._n_init}: {inertia}")
             if best_inertia is None or inertia < best_inertia:

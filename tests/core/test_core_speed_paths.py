@@ -34,11 +34,13 @@ def test_folded_scores_equal_separate_add(dtype, n_features):
         np.testing.assert_array_equal(a, ref + np.einsum("ij,ij->i", C, C))
 
 
-@pytest.mark.parametrize("grid", [False, True])
+@pytest.mark.parametrize(
+    ("grid", "n_features"), [(False, 2), (True, 2), (False, 10)]
+)  # 10 features: rows summed by einsum
 @pytest.mark.parametrize("with_weights", [False, True])
-def test_threaded_labels_and_inertia_equal_one_thread(monkeypatch, with_weights, grid):
+def test_threaded_labels_and_inertia_equal_one_thread(monkeypatch, with_weights, grid, n_features):
     rng = np.random.RandomState(0)
-    X = np.round(rng.normal(size=(20_000, 2)) * 5, 1)
+    X = np.round(rng.normal(size=(20_000, n_features)) * 5, 1)
     sw = rng.uniform(0.5, 2, size=20_000) if with_weights else None
     centers = X[rng.choice(20_000, 30, replace=False)]
     monkeypatch.setattr(_kmeans_steps, "BLOCK_BYTES", 1)  # one 256-row chunk per block
@@ -160,3 +162,22 @@ def test_labels_pass_lets_another_call_in(monkeypatch, n_threads):
     _kmeans_steps.labels_inertia(X, None, X[:30], np.empty(20_000, np.int32), on_block=on_block)
     waiter.join(5)
     assert entered_at and entered_at[0] < 20_000 // 2
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_reported_inertia_sums_wide_rows_by_einsum_and_the_init_choice_does_not(dtype):
+    rng = np.random.RandomState(7)
+    # Far from the origin and wide: the two orders give different totals here.
+    X = (rng.normal(size=(5_000, 33)) * 3 + 1000).astype(dtype)
+    sw = rng.uniform(0.5, 2, size=X.shape[0]).astype(dtype)
+    C = X[rng.choice(X.shape[0], 40, replace=False)]
+    labels = np.empty(X.shape[0], np.int32)
+    ordered = _kmeans_steps.labels_inertia(X, sw, C, labels, sklearn_order=True)
+    fast = _kmeans_steps.labels_inertia(X, sw, C, labels)
+    diff = X - C[labels]
+    sq_ordered = _kmeans_steps._sample_sq_distances(X, C, labels, np.empty_like(X)) * sw
+    sq_fast = np.einsum("ij,ij->i", diff, diff) * sw
+    # Each is its rows' values added in row order, in the data's dtype.
+    assert ordered == float(np.cumsum(sq_ordered, dtype=dtype)[-1])
+    assert fast == float(np.cumsum(sq_fast, dtype=dtype)[-1])
+    assert fast == pytest.approx(ordered, rel=1e-12 if dtype == np.float64 else 1e-4)
