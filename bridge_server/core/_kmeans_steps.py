@@ -405,7 +405,7 @@ def labels_inertia(
     *,
     with_inertia: bool = True,
     on_block: Callable[[int, int], None] | None = None,
-    sklearn_order: bool = False,
+    sklearn_order: bool = True,
 ) -> float:
     """Labels and inertia of ``X`` against ``centers``, in blocks of rows.
 
@@ -430,12 +430,13 @@ def labels_inertia(
         Called on the calling thread after each of its blocks with the rows
         done so far (progress, cancellation); an exception from it stops the
         other threads and propagates.
-    sklearn_order : bool, default=False
+    sklearn_order : bool, default=True
         Sum each row's squared differences in scikit-learn's order (blocks
-        of four features) even when wide, for an inertia that steers the
-        algorithm (choosing the best init). Otherwise rows of
-        :data:`FAST_SQ_MIN_FEATURES` or more features are summed by
-        ``einsum``. Either way the rows' values are added in row order.
+        of four features), as an inertia that steers the algorithm (choosing
+        the best init) must. False, for an inertia that is only reported
+        (``inertia_``, ``score``): rows of :data:`FAST_SQ_MIN_FEATURES` or
+        more features are summed by ``einsum``. Either way the rows' values
+        are added in row order.
 
     Returns
     -------
@@ -755,6 +756,8 @@ class StepWorkspace:
         given batch).
         """
         n_rows = X.shape[0] if rows is None else rows.shape[0]
+        if n_rows > self.capacity:
+            raise ValueError(f"a batch of {n_rows} rows exceeds the workspace's {self.capacity}")
         self.scorer.set_centers(centers)
         if rows is None:
             xb, swb = X, sample_weight
@@ -940,13 +943,14 @@ def mini_batch_step(
     shared = ws.chooser.next()
     start = time.perf_counter()
     xb, swb, labels = ws.gather_label(X, sample_weight, rows, centers, shared=shared)
+    # Only the part that sharing changes is timed (less noise for the choice).
+    ws.chooser.record(time.perf_counter() - start)
     inertia = ws.batch_inertia(xb, swb, centers, labels)
     _accumulate_centers(xb, swb, labels, centers, centers_new, weight_sums, ws)
     if random_reassign and reassignment_ratio > 0:
         _reassign_small_centers(
             xb, centers_new, weight_sums, reassignment_ratio, random_state, verbose
         )
-    ws.chooser.record(time.perf_counter() - start)
     return float(inertia)
 
 

@@ -137,7 +137,7 @@ class MiniBatchKMeans(BaseEstimator):
     verbose : int, default=0
         Emit scikit-learn's progress lines (through the call context).
     compute_labels : bool, default=True
-        Compute ``labels_`` and the exact ``inertia_`` after fitting.
+        Compute ``labels_`` and ``inertia_`` over all of X after fitting.
     random_state : int, RandomState instance or None, default=None
         Seed of every random choice.
     tol : float, default=0.0
@@ -188,9 +188,12 @@ class MiniBatchKMeans(BaseEstimator):
     * With ``compute_labels=False`` and a fit of a single step (no smoothed
       inertia yet) ``inertia_`` is that step's batch estimate scaled to the
       data; scikit-learn raises a TypeError.
-    * Inertia is summed in one thread, sequentially, so ``inertia_`` can
-      differ from scikit-learn's (which depends on its OpenMP thread count)
-      in the last digits.
+    * Inertia is summed in one thread, sequentially, so ``inertia_`` and
+      ``score`` can differ from scikit-learn's (which depends on its OpenMP
+      thread count) in the last digits; from 8 features on, each row's
+      squares are also summed in NumPy's ``einsum`` order. The inertias that
+      steer the fit (early stopping, the choice of init) keep scikit-learn's
+      order.
     * Verbose lines, warnings, progress and per-sample outputs go through the
       per-call context (:mod:`._context`); in plain in-process use they are
       printed, warned and allocated exactly as scikit-learn does.
@@ -501,8 +504,8 @@ class MiniBatchKMeans(BaseEstimator):
             centers = self._init_centroids(
                 X, init, random_state, sample_weight, init_size=self._init_size
             )
-            # In scikit-learn's order: the best init is chosen on it.
-            inertia = steps.labels_inertia(X_valid, sw_valid, centers, sklearn_order=True)
+            # In scikit-learn's order (the default): the best init is chosen on it.
+            inertia = steps.labels_inertia(X_valid, sw_valid, centers)
             if self.verbose:
                 emit_verbose(f"Inertia for init {init_idx + 1}/{self._n_init}: {inertia}")
             if best_inertia is None or inertia < best_inertia:
@@ -563,7 +566,12 @@ class MiniBatchKMeans(BaseEstimator):
             labels = allocate_output("labels_", (n_samples,), np.int32)
             self.labels_ = labels
             self.inertia_ = steps.labels_inertia(
-                X, sample_weight, centers, labels, on_block=self._block_done("labels")
+                X,
+                sample_weight,
+                centers,
+                labels,
+                on_block=self._block_done("labels"),
+                sklearn_order=False,
             )
         elif self._ewa_inertia is not None:
             self.inertia_ = self._ewa_inertia * n_samples
@@ -629,6 +637,7 @@ class MiniBatchKMeans(BaseEstimator):
                 self.cluster_centers_,
                 labels,
                 on_block=self._block_done("labels"),
+                sklearn_order=False,
             )
         self.n_steps_ += 1
         self._n_features_out = self.cluster_centers_.shape[0]
@@ -759,7 +768,11 @@ class MiniBatchKMeans(BaseEstimator):
         X = self._validate_test_data(X)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], self.cluster_centers_.dtype)
         inertia = steps.labels_inertia(
-            X, sample_weight, self.cluster_centers_, on_block=self._block_done("score")
+            X,
+            sample_weight,
+            self.cluster_centers_,
+            on_block=self._block_done("score"),
+            sklearn_order=False,
         )
         return -inertia
 

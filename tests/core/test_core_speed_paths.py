@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from core_oracle import SkMiniBatchKMeans
 
-from bridge_server.core import MiniBatchKMeans, _kmeans_steps, _prune
+from bridge_server.core import MiniBatchKMeans, _kmeans_steps, _prune, _twin
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -165,15 +165,15 @@ def test_labels_pass_lets_another_call_in(monkeypatch, n_threads):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_reported_inertia_sums_wide_rows_by_einsum_and_the_init_choice_does_not(dtype):
+def test_a_reported_inertia_may_sum_wide_rows_by_einsum(dtype):
     rng = np.random.RandomState(7)
     # Far from the origin and wide: the two orders give different totals here.
     X = (rng.normal(size=(5_000, 33)) * 3 + 1000).astype(dtype)
     sw = rng.uniform(0.5, 2, size=X.shape[0]).astype(dtype)
     C = X[rng.choice(X.shape[0], 40, replace=False)]
     labels = np.empty(X.shape[0], np.int32)
-    ordered = _kmeans_steps.labels_inertia(X, sw, C, labels, sklearn_order=True)
-    fast = _kmeans_steps.labels_inertia(X, sw, C, labels)
+    ordered = _kmeans_steps.labels_inertia(X, sw, C, labels)  # the default
+    fast = _kmeans_steps.labels_inertia(X, sw, C, labels, sklearn_order=False)
     diff = X - C[labels]
     sq_ordered = _kmeans_steps._sample_sq_distances(X, C, labels, np.empty_like(X)) * sw
     sq_fast = np.einsum("ij,ij->i", diff, diff) * sw
@@ -181,3 +181,86 @@ def test_reported_inertia_sums_wide_rows_by_einsum_and_the_init_choice_does_not(
     assert ordered == float(np.cumsum(sq_ordered, dtype=dtype)[-1])
     assert fast == float(np.cumsum(sq_fast, dtype=dtype)[-1])
     assert fast == pytest.approx(ordered, rel=1e-12 if dtype == np.float64 else 1e-4)
+
+
+def test_only_reported_inertias_leave_sklearns_order(monkeypatch):
+    # The validation inertia picks the best init: it must keep scikit-learn's
+    # order. inertia_ and score only report a total.
+    calls: list[tuple[int, bool]] = []
+    real = _kmeans_steps.labels_inertia
+
+    def spy(X, *args, **kwargs):
+        calls.append((X.shape[0], kwargs.get("sklearn_order", True)))
+        return real(X, *args, **kwargs)
+
+    monkeypatch.setattr(_kmeans_steps, "labels_inertia", spy)
+    X = np.random.RandomState(1).normal(size=(6_000, 12))
+    est = MiniBatchKMeans(n_clusters=5, n_init=3, batch_size=256, random_state=0).fit(X)
+    est.score(X)
+    validation = [order for rows, order in calls if rows == 3 * 256]  # init_size rows
+    assert validation == [True, True, True]
+    assert [order for rows, order in calls if rows == X.shape[0]] == [False, False]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_shared_and_unshared_steps_give_identical_fits(monkeypatch, dtype, weighted):
+    # Whether a step is shared with the twin thread is decided by timing; the
+    # fit must not depend on it, bit for bit.
+    rng = np.random.RandomState(11)
+    X = np.round(rng.normal(size=(20_000, 20)) * 4, 1).astype(dtype)
+    sw = rng.uniform(0.5, 2, size=X.shape[0]).astype(dtype) if weighted else None
+    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 2)
+    fits = {}
+    for shared in (True, False):
+        monkeypatch.setattr(_twin.SplitChooser, "next", lambda self, shared=shared: shared)
+        est = MiniBatchKMeans(n_clusters=60, batch_size=1024, max_iter=4, random_state=0)
+        fits[shared] = est.fit(X, sample_weight=sw)
+    a, b = fits[True], fits[False]
+    assert a.n_steps_ == b.n_steps_
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    np.testing.assert_array_equal(a._counts, b._counts)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.inertia_ == b.inertia_
+
+
+def test_a_step_takes_a_gathered_batch_or_rows_of_the_data_alike():
+    rng = np.random.RandomState(12)
+    X = rng.normal(size=(5_000, 6))
+    rows = rng.randint(0, X.shape[0], 512)
+    results = []
+    for given in ("rows", "batch"):
+        centers, centers_new = X[:30].copy(), np.empty((30, 6))
+        weight_sums = np.zeros(30)
+        with _kmeans_steps.StepWorkspace(512, 30, 6, X.dtype) as ws, _kmeans_steps._blas.section(1):
+            inertia = _kmeans_steps.mini_batch_step(
+                X if given == "rows" else X[rows],
+                None,
+                centers,
+                centers_new,
+                weight_sums,
+                np.random.RandomState(0),
+                ws,
+                random_reassign=True,
+                reassignment_ratio=0.01,
+                verbose=False,
+                rows=rows if given == "rows" else None,
+            )
+            with pytest.raises(ValueError, match="exceeds the workspace"):
+                _kmeans_steps.mini_batch_step(
+                    X,
+                    None,
+                    centers,
+                    centers_new,
+                    weight_sums,
+                    np.random.RandomState(0),
+                    ws,
+                    random_reassign=False,
+                    reassignment_ratio=0.01,
+                    verbose=False,
+                    rows=np.zeros(513, np.intp),
+                )
+        results.append((inertia, centers_new.copy(), weight_sums.copy()))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_array_equal(results[0][2], results[1][2])
