@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -229,38 +230,23 @@ def test_a_step_takes_a_gathered_batch_or_rows_of_the_data_alike():
     X = rng.normal(size=(5_000, 6))
     rows = rng.randint(0, X.shape[0], 512)
     results = []
-    for given in ("rows", "batch"):
+    for data, given_rows in ((X, rows), (X[rows], None), (X, np.zeros(513, np.intp))):
         centers, centers_new = X[:30].copy(), np.empty((30, 6))
         weight_sums = np.zeros(30)
         with _kmeans_steps.StepWorkspace(512, 30, 6, X.dtype) as ws, _kmeans_steps._blas.section(1):
-            inertia = _kmeans_steps.mini_batch_step(
-                X if given == "rows" else X[rows],
-                None,
-                centers,
-                centers_new,
-                weight_sums,
-                np.random.RandomState(0),
-                ws,
+            step = functools.partial(
+                _kmeans_steps.mini_batch_step,
+                *(data, None, centers, centers_new, weight_sums, np.random.RandomState(0), ws),
                 random_reassign=True,
                 reassignment_ratio=0.01,
                 verbose=False,
-                rows=rows if given == "rows" else None,
+                rows=given_rows,
             )
-            with pytest.raises(ValueError, match="exceeds the workspace"):
-                _kmeans_steps.mini_batch_step(
-                    X,
-                    None,
-                    centers,
-                    centers_new,
-                    weight_sums,
-                    np.random.RandomState(0),
-                    ws,
-                    random_reassign=False,
-                    reassignment_ratio=0.01,
-                    verbose=False,
-                    rows=np.zeros(513, np.intp),
-                )
-        results.append((inertia, centers_new.copy(), weight_sums.copy()))
+            if given_rows is not None and len(given_rows) > 512:
+                with pytest.raises(ValueError, match="exceeds the workspace"):
+                    step()
+                continue
+            results.append((step(), centers_new.copy(), weight_sums.copy()))
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
     np.testing.assert_array_equal(results[0][2], results[1][2])
