@@ -93,8 +93,9 @@ log = logging.getLogger("bridge_server")
 _RECV_BATCH = 256
 #: Minimum seconds between two progress events of one call (the last always goes).
 _PROGRESS_INTERVAL = 0.05
-#: Events waiting in the outbox beyond which workers drop new ones at the source.
-_OUTBOX_EVENT_CAP = 100_000
+#: Events waiting in the outbox beyond which workers drop new ones at the source
+#: (a reply queued behind them waits for at most that many sends).
+_OUTBOX_EVENT_CAP = 10_000
 #: Retry period for replies held back by a full peer pipe.
 _BACKLOG_RETRY_S = 0.005
 #: Replies a connection may have waiting beyond max_inflight_per_session before the
@@ -675,8 +676,13 @@ class Server:
         self._wake()
 
     def _process_outbox(self) -> None:
+        """Send what workers posted, up to what was there when the pass began.
+
+        Workers may post events faster than the loop sends them; draining
+        until empty would then never end, and no request would be read.
+        """
         outbox = self._outbox
-        while outbox:
+        for _ in range(len(outbox)):
             item = outbox.popleft()
             try:
                 if item[0] == "ev":
@@ -777,6 +783,9 @@ class Server:
         self._send_frames(conn, encode(header), None)
 
     def _send_event(self, job: Job, name: str, data: dict[str, Any]) -> None:
+        if job.conn in self._backlog or job.conn in self._overrun:
+            job.dropped += 1  # it would be dropped after encoding: skip the encoding
+            return
         try:
             frames = encode(event(job.rid, self.epoch, name, data))
         except Exception:

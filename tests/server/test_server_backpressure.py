@@ -8,6 +8,7 @@ deterministic.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -16,7 +17,7 @@ import zmq
 from server_wire import Wire
 
 from bridge_server.config import ServerConfig
-from bridge_server.server import Server
+from bridge_server.server import GIL_SWITCH_INTERVAL_S, Server
 from protocol import decode
 
 
@@ -67,3 +68,59 @@ def test_events_are_dropped_and_counted_but_the_reply_arrives():
         thread.join(10)
         ctx.destroy(linger=0)
     assert not thread.is_alive()
+
+
+def test_a_flood_of_events_does_not_keep_the_loop_from_other_requests():
+    # Workers can post events faster than the loop sends them. The loop must
+    # still come back to its socket between outbox passes: it once drained
+    # the outbox until it was empty, which a steady flood never let happen,
+    # and every other client's requests waited unread.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # as the server process runs
+    ctx = zmq.Context()
+    config = ServerConfig(bind="inproc://skbridge-flood", token="t", workers=2)
+    server = Server(config, context=ctx)
+    server.bind()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    quiet = Wire("inproc://skbridge-flood", context=ctx, rcvhwm=5)
+    other = Wire("inproc://skbridge-flood", context=ctx)
+    stop = threading.Event()
+    try:
+        quiet.hello("t")
+        quiet.init("km", n_clusters=3, random_state=0, max_iter=10**6, max_no_improvement=None)
+        X = np.random.RandomState(0).rand(20_000, 2)
+        rid = quiet.send("call", id="km", method="fit", args={"X": X})
+        deadline = time.monotonic() + 10
+        while not server._jobs and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (job,) = server._jobs
+        post = server._emitter(job)  # what a worker's verbose callback calls
+
+        def flood() -> None:
+            # Bursts with the GIL released between them, as compute would.
+            while not stop.is_set():
+                for _ in range(200):
+                    post("verbose", {"line": "a step"})
+                time.sleep(0)
+
+        flooders = [threading.Thread(target=flood, daemon=True) for _ in range(4)]
+        for flooder in flooders:
+            flooder.start()
+        time.sleep(0.2)
+        other.hello("t")
+        for _ in range(5):
+            started = time.monotonic()
+            assert other.ok("ping", timeout=5)["time"] > 0
+            assert time.monotonic() - started < 2
+        stop.set()
+        for flooder in flooders:
+            flooder.join(5)
+        assert quiet.ok("cancel", target=rid) == {"found": True}
+    finally:
+        sys.setswitchinterval(switch)
+        stop.set()
+        server.request_stop("test over", grace=0)
+        thread.join(10)
+        quiet.close()
+        other.close()
