@@ -12,15 +12,16 @@ setting. It matters to the core twice over:
   scikit-learn runs all its products (one BLAS thread inside each OpenMP
   thread), or a label can differ from scikit-learn's.
 
-So the core's products run inside :class:`section` (one thread), which holds a
-process-wide lock for its duration: a concurrent fit in another server worker
-waits for the section to end rather than changing the count under it.
+So the core's products run inside :class:`section` (one thread). Sections at
+the same count share the setting and run side by side (concurrent fits in
+server workers run in parallel); a section at another count waits until no
+section is active, so no thread ever changes the count under another.
 
 The OpenBLAS entry points are looked up next to NumPy (its wheels'
 ``numpy.libs``) and in the libraries the process has loaded (Linux). A
 section sets every OpenBLAS it found: SciPy's wheels bundle a second one,
 and NumPy's is the one that matters. With any other BLAS, or none found,
-:func:`section` only takes the lock and :data:`AVAILABLE` is False.
+:func:`section` only keeps the bookkeeping and :data:`AVAILABLE` is False.
 """
 
 from __future__ import annotations
@@ -107,34 +108,96 @@ _LIBS = _find()
 #: Whether the BLAS thread count can be controlled here.
 AVAILABLE = bool(_LIBS)
 
-_lock = threading.RLock()
-#: Threads blocked waiting for ``_lock`` (so a held section knows to step aside).
+#: Guards the state below; waiters sleep on it.
+_cond = threading.Condition(threading.Lock())
+#: The count every active section runs at (None while no section is active).
+_count: int | None = None
+#: Threads inside at least one section.
+_holders = 0
+#: The libraries' counts before the first active section set its own.
+_saved: tuple[int, ...] = ()
+#: Threads blocked until they can set another count (so a held section
+#: knows to step aside, and same-count entrants let them go first).
 _waiting = 0
-_waiting_lock = threading.Lock()
-#: Sections this thread is inside (a held section steps aside only at depth 1).
-_depth = threading.local()
+#: Per thread: the counts of the sections it is inside, outermost first.
+_local = threading.local()
 
 #: Longest a held section waits for a waiting thread to take its turn, in seconds.
 HAND_OVER_TIMEOUT = 0.05
 
 
-def _acquire() -> None:
-    """Take the section lock, counted as waiting while blocked."""
+def _stack() -> list[int]:
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
+
+
+def _set_all(threads: int) -> None:
+    for set_threads, get in _LIBS:
+        if int(get()) != threads:
+            set_threads(threads)
+
+
+def _wait_to_set(ready: Callable[[], bool]) -> None:
+    """Wait, counted in ``_waiting``, until ``ready()``; the caller holds ``_cond``."""
     global _waiting
-    if not _lock.acquire(blocking=False):
-        with _waiting_lock:
-            _waiting += 1
+    _waiting += 1
+    try:
+        _cond.wait_for(ready)
+    finally:
+        _waiting -= 1
+        _cond.notify_all()
+
+
+def _enter(threads: int) -> None:
+    """Enter a section at ``threads``: beside others at that count, or once none is active."""
+    global _count, _holders, _saved
+    stack = _stack()
+    with _cond:
+        if stack:
+            # Nested: the same count is free; another needs this thread alone inside.
+            if threads != _count:
+                if _holders > 1:
+                    _wait_to_set(lambda: _holders == 1)
+                _set_all(threads)
+                _count = threads
+            stack.append(threads)
+            return
+        if _holders and _count == threads and _waiting:
+            # A thread waits to set another count: it goes first, or it could wait forever.
+            _cond.wait_for(lambda: not _waiting or not _holders or _count != threads)
+        if _holders and _count != threads:
+            _wait_to_set(lambda: not _holders or _count == threads)
+        if not _holders:
+            _saved = tuple(int(get()) for _, get in _LIBS)
+            _set_all(threads)
+            _count = threads
+        _holders += 1
+        stack.append(threads)
+
+
+def _exit() -> None:
+    """Leave the innermost section of this thread."""
+    global _count, _holders
+    stack = _stack()
+    with _cond:
+        threads = stack.pop()
+        if stack:
+            if stack[-1] != threads:  # back to the enclosing section's count
+                _set_all(stack[-1])
+                _count = stack[-1]
+            return
+        _holders -= 1
         try:
-            _lock.acquire()
+            if not _holders:
+                for (set_threads, get), before in zip(_LIBS, _saved):
+                    if int(get()) != before:
+                        set_threads(before)
         finally:
-            with _waiting_lock:
-                _waiting -= 1
-    _depth.n = getattr(_depth, "n", 0) + 1
-
-
-def _release() -> None:
-    _depth.n -= 1
-    _lock.release()
+            if not _holders:
+                _count = None
+            _cond.notify_all()
 
 
 def current_threads() -> int | None:
@@ -143,52 +206,47 @@ def current_threads() -> int | None:
 
 
 class section:  # noqa: N801 - used like a function: ``with section(2): ...``
-    """Run BLAS on ``threads`` threads inside the block, exclusively (re-entrant).
+    """Run BLAS on ``threads`` threads inside the block (re-entrant).
 
-    The previous count is restored on exit. Sections in other threads wait;
-    NumPy products outside any section run on whatever count is current, so
-    the core puts every product whose rounding matters inside one.
+    Sections at the same count run side by side in any number of threads
+    (every core section asks for one thread, so concurrent fits in server
+    workers run in parallel); a section at another count waits until none
+    is active. The counts before the first section are restored when the
+    last one ends. NumPy products outside any section run on whatever count
+    is current, so the core puts every product whose rounding matters inside
+    one. A nested section at another count waits until its thread is the
+    only one inside.
     """
 
-    __slots__ = ("threads", "_previous")
+    __slots__ = ("threads",)
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
-        self._previous: tuple[int, ...] = ()
 
     def __enter__(self) -> section:
-        _acquire()
-        self._previous = tuple(int(get()) for _, get in _LIBS)
-        for (set_threads, _), before in zip(_LIBS, self._previous):
-            if before != self.threads:
-                set_threads(self.threads)
+        _enter(self.threads)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            for (set_threads, _), before in zip(_LIBS, self._previous):
-                if before != self.threads:
-                    set_threads(before)
-        finally:
-            _release()
+        _exit()
 
 
 class held(section):  # noqa: N801
     """A :class:`section` kept across a loop of short products.
 
-    Entering a section per product costs about 10 us (a lock and two thread
-    count changes); a fit's loop instead holds one and calls :meth:`breathe`
-    once per step. Python's locks are not fair (a thread that releases and
-    at once re-acquires usually wins), so :meth:`breathe` steps aside
-    explicitly when another thread is waiting for a section: it releases,
-    waits until that thread has taken the lock, then queues behind it.
+    Entering a section per product costs several microseconds; a fit's loop
+    instead holds one and calls :meth:`breathe` once per step. Sections at
+    the same count never wait for it; one at another count does, so
+    :meth:`breathe` steps aside when such a thread is waiting: it leaves,
+    waits until that thread has had its turn (at most
+    :data:`HAND_OVER_TIMEOUT`), then enters again.
     """
 
     __slots__ = ()
 
     def breathe(self) -> None:
-        """Let any thread waiting for a section have its turn (cheap when none is)."""
-        if not _waiting or getattr(_depth, "n", 0) != 1:
+        """Let a thread waiting to set another count have its turn (cheap when none is)."""
+        if not _waiting or len(_stack()) != 1:
             return
         self.__exit__(None, None, None)
         deadline = time.monotonic() + HAND_OVER_TIMEOUT

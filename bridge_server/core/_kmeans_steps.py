@@ -54,8 +54,8 @@ FAST_SQ_MIN_FEATURES = 8
 #: Blocks per thread below which labelling stays on the calling thread.
 PARALLEL_MIN_BLOCKS = 4
 
-#: Blocks per thread in one round of threaded labelling (between rounds,
-#: another thread's core call may take the BLAS section).
+#: Blocks per thread in one round of threaded labelling (between rounds, a
+#: section at another BLAS thread count may have its turn).
 ROUND_BLOCKS = 32
 
 #: Least ``batch_size * n_clusters * (n_features + 1)`` for which a minibatch step
@@ -476,8 +476,9 @@ def labels_inertia(
 
     scratch = np.empty(block + 1, dtype=dtype)
     total = dtype.type(0)
-    # One BLAS thread throughout; other threads' core calls get a turn between
-    # blocks (one thread) or rounds of blocks (helpers idle), never mid-block.
+    # One BLAS thread throughout (other core calls share it); a section at
+    # another count gets a turn between blocks (one thread) or rounds of
+    # blocks (helpers idle), never mid-block.
     blas = _blas.held(1)
     if n_threads == 1:
         state = labeller()

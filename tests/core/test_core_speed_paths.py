@@ -138,8 +138,8 @@ def test_split_steps_match_sklearn(n_features, n_clusters, dtype, weighted, how)
 
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_labels_pass_lets_another_call_in(monkeypatch, n_threads):
-    # A long predict must not hold the BLAS section (and so other workers' core
-    # calls) to its end: it steps aside between blocks or rounds of blocks.
+    # A long predict must not keep a section at another BLAS thread count
+    # waiting to its end: it steps aside between blocks or rounds of blocks.
     X = np.random.RandomState(4).normal(size=(20_000, 2))
     monkeypatch.setattr(_kmeans_steps, "BLOCK_BYTES", 1)
     monkeypatch.setattr(_kmeans_steps, "ROUND_BLOCKS", 1)
@@ -149,7 +149,8 @@ def test_labels_pass_lets_another_call_in(monkeypatch, n_threads):
     entered_at: list[int] = []
 
     def other() -> None:
-        with _kmeans_steps._blas.section(1):
+        # Another count: a section at the same count would not have to wait at all.
+        with _kmeans_steps._blas.section(2):
             entered_at.append(progress[-1])
 
     waiter = threading.Thread(target=other)

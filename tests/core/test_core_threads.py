@@ -79,28 +79,58 @@ def test_a_section_sets_numpy_blas_even_when_scipy_was_imported_first():
     assert "ok" in done.stdout
 
 
-def test_sections_exclude_each_other_and_held_lets_others_in():
-    entered = threading.Event()
-    order: list[str] = []
-
-    def other() -> None:
-        with _blas.section(1):
-            order.append("other")
-            entered.set()
-
+def test_same_count_sections_run_side_by_side_and_another_count_takes_turns():
     held = _blas.held(1)
     with held:
-        held.breathe()  # nobody waiting: keeps the section
-        thread = threading.Thread(target=other)
+        # A section at the same count (a concurrent fit in another worker) runs at once.
+        same = threading.Event()
+
+        def one() -> None:
+            with _blas.section(1):
+                if _blas.AVAILABLE:
+                    assert _blas.current_threads() == 1
+                same.set()
+
+        thread = threading.Thread(target=one)
+        thread.start()
+        assert same.wait(5)
+        thread.join(5)
+
+        # A section at another count waits until held steps aside.
+        order: list[str] = []
+        entered = threading.Event()
+        counts: list[int | None] = []
+
+        def two() -> None:
+            with _blas.section(2):
+                counts.append(_blas.current_threads())
+                order.append("two")
+                entered.set()
+
+        thread = threading.Thread(target=two)
         thread.start()
         time.sleep(0.05)
         assert not entered.is_set()  # waits while the section is held
+
+        # Meanwhile a new same-count section lets the waiting one go first.
+        def late() -> None:
+            with _blas.section(1):
+                order.append("late")
+
+        late_thread = threading.Thread(target=late)
+        late_thread.start()
+        time.sleep(0.05)
+        assert order == []
         order.append("held")
-        held.breathe()  # steps aside for the waiting thread, then queues behind it
+        held.breathe()  # steps aside for the waiting thread, then enters again
         assert entered.is_set()
         order.append("held again")
-    thread.join(5)
-    assert order == ["held", "other", "held again"]
+        if _blas.AVAILABLE:
+            assert counts == [2] and _blas.current_threads() == 1
+        thread.join(5)
+        late_thread.join(5)
+    # Then the held loop and the late section run side by side, in either order.
+    assert order[:2] == ["held", "two"] and sorted(order[2:]) == ["held again", "late"]
 
 
 def test_twin_runs_tasks_on_another_thread_and_reraises():
