@@ -164,9 +164,11 @@ def _enter(threads: int) -> None:
                 _count = threads
             stack.append(threads)
             return
-        if _holders and _count == threads and _waiting:
-            # A thread waits to set another count: it goes first, or it could wait forever.
-            _cond.wait_for(lambda: not _waiting or not _holders or _count != threads)
+        if _waiting:
+            # Threads wait to set another count: they go first, or a stream of
+            # same-count sections could keep them out forever. (Not "until no
+            # holder": a newcomer woken with them could then still cut in.)
+            _cond.wait_for(lambda: not _waiting)
         if _holders and _count != threads:
             _wait_to_set(lambda: not _holders or _count == threads)
         if not _holders:
