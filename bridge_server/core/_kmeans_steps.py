@@ -264,19 +264,26 @@ def _sample_sq_distances(
     labels: np.ndarray,
     diff: np.ndarray,
     out: np.ndarray | None = None,
+    *,
+    any_order: bool = False,
 ) -> np.ndarray:
     """Squared distance of each row to its assigned center, shape (n_rows,).
 
     Summed as scikit-learn's ``_euclidean_dense_dense``: features in blocks of
     four (``((d0 + d1) + d2) + d3``), blocks in order, then the remainder one
-    by one. ``diff`` is scratch of X's shape; ``out`` (n_rows,) receives the
-    result if given.
+    by one. With ``any_order``, rows of :data:`FAST_SQ_MIN_FEATURES` or more
+    features are summed by ``einsum`` instead (vectorised, order set by
+    NumPy; the result still depends only on the row and its center), for a
+    total that is only reported. ``diff`` is scratch of X's shape; ``out``
+    (n_rows,) receives the result if given.
     """
     np.take(centers, labels, axis=0, out=diff, mode="clip")
     np.subtract(X, diff, out=diff)
-    np.multiply(diff, diff, out=diff)
     n_rows, n_features = diff.shape
     result = np.empty(n_rows, diff.dtype) if out is None else out
+    if any_order and n_features >= FAST_SQ_MIN_FEATURES:
+        return np.einsum("ij,ij->i", diff, diff, out=result)
+    np.multiply(diff, diff, out=diff)
     n_blocks = n_features // 4
     if n_blocks:
         quads = diff[:, : 4 * n_blocks].reshape(n_rows, n_blocks, 4)
@@ -293,21 +300,6 @@ def _sample_sq_distances(
     for j in range(rem_start, n_features):
         result += diff[:, j]
     return result
-
-
-def _row_sq_distances(
-    X: np.ndarray, centers: np.ndarray, labels: np.ndarray, diff: np.ndarray, out: np.ndarray
-) -> np.ndarray:
-    """Squared distance of each row to its assigned center, in any summation order.
-
-    Direct differences, as :func:`_sample_sq_distances`, but each row's squares
-    are summed by ``einsum`` (vectorised, order set by NumPy); the result
-    depends only on the row and its center. ``diff`` is scratch of X's shape,
-    ``out`` (n_rows,) receives the result.
-    """
-    np.take(centers, labels, axis=0, out=diff, mode="clip")
-    np.subtract(X, diff, out=diff)
-    return np.einsum("ij,ij->i", diff, diff, out=out)
 
 
 def _sequential_sum(values: np.ndarray, start: np.generic, scratch: np.ndarray) -> np.generic:
@@ -349,9 +341,8 @@ class _BlockLabeller:
         sklearn_order: bool = True,
     ) -> None:
         dtype = centers.dtype
-        #: Sum each row's squares in scikit-learn's order (else any, when wide enough).
-        self.fast_sq = not sklearn_order and centers.shape[1] >= FAST_SQ_MIN_FEATURES
-        self.sq = np.empty(block, dtype=dtype) if with_inertia and self.fast_sq else None
+        #: Whether a row's squares may be summed in any order (see :func:`_sample_sq_distances`).
+        self.any_order = not sklearn_order
         self.X, self.sample_weight, self.centers, self.scorer = X, sample_weight, centers, scorer
         self.labels_out, self.with_inertia, self.table = labels_out, with_inertia, table
         #: Most rows scored at once (rows of ``scores``).
@@ -388,10 +379,7 @@ class _BlockLabeller:
         if not self.with_inertia:
             return None
         assert self.diff is not None
-        if self.sq is not None:
-            sq = _row_sq_distances(xb, self.centers, lab, self.diff[:n], self.sq[:n])
-        else:
-            sq = _sample_sq_distances(xb, self.centers, lab, self.diff[:n])
+        sq = _sample_sq_distances(xb, self.centers, lab, self.diff[:n], any_order=self.any_order)
         if self.sample_weight is not None:
             sq *= self.sample_weight[start:stop]
         return sq
