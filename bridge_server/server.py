@@ -784,7 +784,8 @@ class Server:
 
     def _send_event(self, job: Job, name: str, data: dict[str, Any]) -> None:
         if job.conn in self._backlog or job.conn in self._overrun:
-            job.dropped += 1  # it would be dropped after encoding: skip the encoding
+            # Replies to it are waiting, or it does not read: drop before encoding.
+            job.dropped += 1
             return
         try:
             frames = encode(event(job.rid, self.epoch, name, data))
@@ -794,19 +795,20 @@ class Server:
         self._send_frames(job.conn, frames, job)
 
     def _send_frames(self, conn: bytes, frames: list[Any], job: Job | None) -> None:
-        """Send a reply (``job`` None: never dropped) or an event of ``job`` (may be dropped)."""
+        """Send a reply (``job`` None: never dropped) or an event of ``job`` (may be dropped).
+
+        Events reach here only for a connection with no backlog and no overrun
+        (:meth:`_send_event` drops the others before encoding them).
+        """
         backlog = self._backlog.get(conn)
         if backlog is not None:
-            if job is not None:
-                job.dropped += 1
-            elif len(backlog) >= self._backlog_cap:
+            assert job is None
+            if len(backlog) >= self._backlog_cap:
                 self._overran(conn)
             else:
                 backlog.append(frames)
             return
         if self._overrun and conn in self._overrun:
-            if job is not None:
-                job.dropped += 1
             return
         try:
             _send_routed(self._router, conn, frames)
