@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from . import _blas, _prune
+from . import _blas, _prune, _screen
 from ._context import check_cancelled, emit_verbose, warn
 from ._twin import SplitChooser, Twin
 from ._validation import is_close
@@ -50,6 +50,11 @@ FOLD_MAX_FEATURES = 2
 #: Fewest features for which :func:`labels_inertia` may sum a row's squared
 #: differences with ``einsum`` (2.5x faster at 50 features, slower below 8).
 FAST_SQ_MIN_FEATURES = 8
+
+#: A screened block that leaves more than 1/SCREEN_GIVE_UP of its rows to exact
+#: scoring stops screening for the next :data:`UNSCREENED_CALLS` calls.
+SCREEN_GIVE_UP = 4
+UNSCREENED_CALLS = 64
 
 #: Blocks per thread below which labelling stays on the calling thread.
 PARALLEL_MIN_BLOCKS = 4
@@ -192,11 +197,58 @@ class Scorer:
         self._scaled = self._buf[:, :n_features]
         self._minus_two = dtype.type(-2)
         self.norms = self._buf[:, n_features] if self.fold else np.empty(n_clusters, dtype)
+        #: The float32 first pass of :meth:`labels`, where it pays (see :mod:`._screen`).
+        self.screen = (
+            _screen.Screen(n_clusters, n_features) if _screen.screens(n_features, dtype) else None
+        )
+        # Calls of :meth:`labels` left to run without the screen, after one that
+        # left too many rows undecided (data at a scale where float32 cannot tell).
+        self._unscreened = 0
 
     def set_centers(self, centers: np.ndarray) -> None:
         """Score against ``centers`` (n_clusters, n_features) from now on."""
         np.multiply(centers, self._minus_two, out=self._scaled)
         np.einsum("ij,ij->i", centers, centers, out=self.norms)
+        if self.screen is not None:
+            self.screen.set_centers(centers, self.norms)
+
+    def work(self, n_rows: int) -> LabelWork:
+        """One thread's scratch for :meth:`labels` of up to ``n_rows`` rows."""
+        return LabelWork(self, n_rows)
+
+    def labels(self, X: np.ndarray, work: LabelWork, out: np.ndarray) -> np.ndarray:
+        """Labels (n_rows,) into ``out``: the argmin of the rows' :meth:`scores`, first on ties.
+
+        ``X`` starts on a chunk boundary; ``work`` is this scorer's
+        :meth:`work` for at least ``len(X)`` rows. Where a :attr:`screen`
+        exists, it labels the rows it is certain of, and only the chunks
+        holding the others are scored exactly: the labels are the same.
+        Run inside ``_blas.section(1)``.
+        """
+        n_rows = X.shape[0]
+        if self.screen is not None and work.screen is not None:
+            if self._unscreened:
+                self._unscreened -= 1
+            else:
+                undecided = self.screen.label(X, work.screen, out)
+                if undecided is not None:
+                    if undecided.size:
+                        self._label_chunks(X, work, out, undecided)
+                    return out
+        return np.argmin(self.scores(X, work.rows, work.scores[:n_rows]), axis=1, out=out)
+
+    def _label_chunks(
+        self, X: np.ndarray, work: LabelWork, out: np.ndarray, undecided: np.ndarray
+    ) -> None:
+        """Label exactly the chunks of ``X`` that hold the rows ``undecided``."""
+        chunks = np.unique(undecided // ROW_CHUNK)
+        if chunks.size * ROW_CHUNK * SCREEN_GIVE_UP > X.shape[0]:
+            self._unscreened = UNSCREENED_CALLS
+        for chunk in chunks.tolist():
+            start = chunk * ROW_CHUNK
+            stop = min(start + ROW_CHUNK, X.shape[0])
+            scores = self.scores(X[start:stop], work.rows, work.scores[: stop - start])
+            np.argmin(scores, axis=1, out=out[start:stop])
 
     def row_buffer(self, n_rows: int) -> np.ndarray | None:
         """Scratch that :meth:`scores` needs for up to ``n_rows`` rows (None when not folding).
@@ -256,6 +308,15 @@ class Scorer:
         if not self.fold:
             out += self.norms
         return out
+
+
+class LabelWork:
+    """One thread's scratch for :meth:`Scorer.labels` on up to ``n_rows`` rows."""
+
+    def __init__(self, scorer: Scorer, n_rows: int) -> None:
+        self.rows = scorer.row_buffer(n_rows)
+        self.scores = np.empty((n_rows, scorer.matrix.shape[1]), dtype=scorer.dtype)
+        self.screen = None if scorer.screen is None else scorer.screen.buffers(n_rows)
 
 
 def _sample_sq_distances(
@@ -347,8 +408,7 @@ class _BlockLabeller:
         self.labels_out, self.with_inertia, self.table = labels_out, with_inertia, table
         #: Most rows scored at once (rows of ``scores``).
         self.score_rows = block if score_rows is None else min(block, score_rows)
-        self.rows = scorer.row_buffer(self.score_rows)
-        self.scores = np.empty((self.score_rows, centers.shape[0]), dtype=dtype)
+        self.work = scorer.work(self.score_rows)
         self.labels = np.empty(block, dtype=np.intp)
         self.diff = np.empty((block, centers.shape[1]), dtype=dtype) if with_inertia else None
         self.gathered = (
@@ -363,7 +423,7 @@ class _BlockLabeller:
             xb = xb.astype(self.centers.dtype)
         lab = self.labels[:n]
         if self.table is None:
-            np.argmin(self.scorer.scores(xb, self.rows, self.scores[:n]), axis=1, out=lab)
+            self.scorer.labels(xb, self.work, lab)
         else:
             # Rows in certain cells are labelled; the others are scored as usual.
             self.table.lookup(xb, lab)
@@ -372,7 +432,7 @@ class _BlockLabeller:
             for first in range(0, left.size, self.score_rows):
                 todo = left[first : first + self.score_rows]
                 rows = np.take(xb, todo, axis=0, out=self.gathered[: todo.size], mode="clip")
-                scores = self.scorer.scores(rows, self.rows, self.scores[: todo.size])
+                scores = self.scorer.scores(rows, self.work.rows, self.work.scores[: todo.size])
                 lab[todo] = np.argmin(scores, axis=1)
         if self.labels_out is not None:
             self.labels_out[start:stop] = lab
@@ -690,8 +750,9 @@ class StepWorkspace:
         self._twin: Twin | None = None
         self.scorer = Scorer(n_clusters, n_features, dtype)
         self.sq = np.empty(batch_size, dtype=dtype)
-        self.rows = self.scorer.row_buffer(batch_size)
-        self.scores = np.empty((batch_size, n_clusters), dtype=dtype)
+        # Scratch for labelling: the calling thread's (any rows), the twin's (its half).
+        self.work = self.scorer.work(batch_size)
+        self.twin_work = self.scorer.work(batch_size - self.split) if self.split else None
         self.labels = np.empty(batch_size, dtype=np.intp)
         self.diff = np.empty((batch_size, n_features), dtype=dtype)
         self.scratch = np.empty(batch_size + 1, dtype=dtype)
@@ -755,11 +816,15 @@ class StepWorkspace:
             swb = None if sample_weight is None else self.weights[:n_rows]
         half = self.split if shared and 0 < self.split < n_rows else 0
         if not half:
-            self._gather_label_rows(X, sample_weight, rows, 0, n_rows)
+            self._gather_label_rows(X, sample_weight, rows, 0, n_rows, self.work)
         else:
-            self.twin.start(lambda: self._gather_label_rows(X, sample_weight, rows, half, n_rows))
+            assert self.twin_work is not None
+            work = self.twin_work
+            self.twin.start(
+                lambda: self._gather_label_rows(X, sample_weight, rows, half, n_rows, work)
+            )
             try:
-                self._gather_label_rows(X, sample_weight, rows, 0, half)
+                self._gather_label_rows(X, sample_weight, rows, 0, half, self.work)
             finally:
                 self.twin.join()
         return xb, swb, self.labels[:n_rows]
@@ -771,8 +836,9 @@ class StepWorkspace:
         rows: np.ndarray | None,
         start: int,
         stop: int,
+        work: LabelWork,
     ) -> None:
-        """Copy (if ``rows``), score and label batch rows ``start:stop`` (a chunk boundary on)."""
+        """Copy (if ``rows``) and label batch rows ``start:stop`` (a chunk boundary on)."""
         if rows is None:
             xb = X[start:stop]
         else:
@@ -780,9 +846,7 @@ class StepWorkspace:
             xb = np.take(X, rows[start:stop], axis=0, out=self.X[start:stop], mode="clip")
             if sample_weight is not None:
                 np.take(sample_weight, rows[start:stop], out=self.weights[start:stop], mode="clip")
-        lhs = self.scorer.operand(xb, None if self.rows is None else self.rows[start:stop])
-        scores = self.scorer.product(lhs, self.scores[start:stop])
-        np.argmin(scores, axis=1, out=self.labels[start:stop])
+        self.scorer.labels(xb, work, self.labels[start:stop])
 
     def batch_inertia(
         self,
@@ -974,8 +1038,7 @@ def large_batch_step(
         xb = X[start:stop]
         lab = labels[start:stop]
         with _blas.section(1):
-            scores = ws.scorer.scores(xb, ws.rows, ws.scores[: stop - start])
-        np.argmin(scores, axis=1, out=lab)
+            ws.scorer.labels(xb, ws.work, lab)
         swb = None if sample_weight is None else sample_weight[start:stop]
         if swb is None:
             batch_weight += np.bincount(lab, minlength=n_clusters).astype(dtype)

@@ -27,6 +27,10 @@ DATASETS = {
     "rounded": lambda: np.round(_blobs(2500, 10, 6, seed=2), 1),
     "grid": lambda: _integer_grid(),
     "wide": lambda: _blobs(1500, 33, 5, seed=3),
+    # Screened in float32 (8+ float64 features): exact ties, and an offset
+    # float32 cannot resolve, must both fall back to the exact scores.
+    "grid12": lambda: _integer_grid(2000, 12, seed=4),
+    "offset16": lambda: _blobs(2000, 16, 8, seed=5) + 1e6,
 }
 
 PARAMS = [

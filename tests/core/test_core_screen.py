@@ -1,0 +1,157 @@
+"""The float32 screen labels exactly as the float64 scores' argmin, whatever the data."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge_server.core import _blas, _kmeans_steps, _screen
+
+
+def _labels(X: np.ndarray, C: np.ndarray, *, screen: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Labels by :meth:`Scorer.labels` with or without the screen, and the undecided rows."""
+    scorer = _kmeans_steps.Scorer(C.shape[0], C.shape[1], C.dtype)
+    if not screen:
+        scorer.screen = None
+    scorer.set_centers(C)
+    work = scorer.work(X.shape[0])
+    out = np.empty(X.shape[0], dtype=np.intp)
+    with _blas.section(1):
+        scorer.labels(X, work, out)
+        undecided = np.empty(0, dtype=np.intp)
+        if screen:
+            assert scorer.screen is not None
+            found = scorer.screen.label(X, work.screen, np.empty_like(out))
+            undecided = np.arange(X.shape[0]) if found is None else found
+    return out, undecided
+
+
+def _exact(X: np.ndarray, C: np.ndarray) -> np.ndarray:
+    """scikit-learn's labels: argmin of ``|c|^2 - 2 x.c`` from 256-row float64 products."""
+    norms = np.einsum("ij,ij->i", C, C)
+    return np.concatenate(
+        [np.argmin(X[i : i + 256] @ (-2 * C).T + norms, axis=1) for i in range(0, len(X), 256)]
+    )
+
+
+def _near_ties(rng: np.random.RandomState, n: int, C: np.ndarray, spread: float) -> np.ndarray:
+    """Rows on the bisector of two centers, moved along it by up to ``spread``."""
+    a, b = rng.randint(0, len(C), size=(2, n))
+    t = 0.5 + rng.uniform(-spread, spread, size=(n, 1))
+    return C[a] + t * (C[b] - C[a])
+
+
+def test_screening_is_the_default_for_wide_float64_only():
+    assert _kmeans_steps.Scorer(5, 50, np.float64).screen is not None
+    assert _kmeans_steps.Scorer(5, 50, np.float32).screen is None
+    assert _kmeans_steps.Scorer(5, _screen.SCREEN_MIN_FEATURES - 1, np.float64).screen is None
+
+
+def test_well_separated_rows_are_decided_in_float32():
+    rng = np.random.RandomState(0)
+    C = rng.normal(size=(40, 50)) * 10
+    X = C[rng.randint(0, 40, size=3000)] + rng.normal(size=(3000, 50))
+    labels, undecided = _labels(X, C, screen=True)
+    np.testing.assert_array_equal(labels, _exact(X, C))
+    assert undecided.size == 0
+
+
+@pytest.mark.parametrize("spread", [0.0, 1e-12, 1e-7, 1e-4])
+def test_near_ties_are_left_to_the_exact_scores(spread):
+    rng = np.random.RandomState(1)
+    C = rng.normal(size=(30, 20)) * 5
+    X = np.concatenate([_near_ties(rng, 1500, C, spread), C[rng.randint(0, 30, 1500)] + 0.3])
+    X = X[rng.permutation(len(X))]
+    labels, undecided = _labels(X, C, screen=True)
+    np.testing.assert_array_equal(labels, _exact(X, C))
+    np.testing.assert_array_equal(labels, _labels(X, C, screen=False)[0])
+    assert undecided.size > 0  # the fallback really ran
+
+
+def test_exact_ties_go_to_the_first_center():
+    rng = np.random.RandomState(2)
+    X = rng.randint(0, 4, size=(2000, 12)).astype(np.float64)
+    C = X[rng.choice(2000, 25, replace=False)]
+    C[20:] = C[:5]  # duplicated centers: every row of theirs is an exact tie
+    labels, undecided = _labels(X, C, screen=True)
+    np.testing.assert_array_equal(labels, _exact(X, C))
+    assert not np.isin(labels, np.arange(20, 25)).any()
+    assert undecided.size > 0
+
+
+def test_a_large_offset_stops_screening_for_a_while():
+    # float32 cannot resolve 1e7 + noise: nearly every row is undecided.
+    rng = np.random.RandomState(3)
+    X = 1e7 + rng.normal(size=(3000, 16))
+    C = 1e7 + rng.normal(size=(20, 16))
+    scorer = _kmeans_steps.Scorer(20, 16, np.float64)
+    scorer.set_centers(C)
+    work = scorer.work(3000)
+    out = np.empty(3000, dtype=np.intp)
+    with _blas.section(1):
+        scorer.labels(X, work, out)
+    np.testing.assert_array_equal(out, _exact(X, C))
+    assert scorer._unscreened == _kmeans_steps.UNSCREENED_CALLS
+    with _blas.section(1):
+        for _ in range(_kmeans_steps.UNSCREENED_CALLS):
+            scorer.labels(X[:256], work, out[:256])
+    assert scorer._unscreened == 0  # the next call screens again
+
+
+@pytest.mark.parametrize(
+    ("scale", "screened"),
+    [(1e-20, False), (1e-9, True), (1e15, True), (1e19, False), (1e30, False), (1e45, False)],
+)
+def test_extreme_scales_label_exactly(scale, screened):
+    # Tiny centers would underflow float32 and huge ones overflow it: not screened.
+    rng = np.random.RandomState(4)
+    C = rng.normal(size=(10, 9)) * scale
+    X = np.concatenate([C[rng.randint(0, 10, 800)] * 1.01, _near_ties(rng, 200, C, 1e-6)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning from the float32 pass
+        labels, undecided = _labels(X, C, screen=True)
+    np.testing.assert_array_equal(labels, _exact(X, C))
+    assert (undecided.size < len(X)) == screened
+
+
+def test_one_huge_row_leaves_its_block_to_the_exact_scores():
+    rng = np.random.RandomState(5)
+    C = rng.normal(size=(10, 9))
+    X = C[rng.randint(0, 10, 600)] + 0.1
+    X[300] = 1e39  # beyond float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        labels, undecided = _labels(X, C, screen=True)
+    np.testing.assert_array_equal(labels, _exact(X, C))
+    assert undecided.size == len(X)  # the overflow guard refused the block
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_features=st.integers(_screen.SCREEN_MIN_FEATURES, 70),
+    n_clusters=st.integers(1, 40),
+    log_scale=st.floats(-8, 12),
+    offset=st.floats(-1e3, 1e3),
+    spread=st.sampled_from([0.0, 1e-9, 1e-5, 1e-2, 0.5]),
+)
+def test_screened_labels_are_the_exact_argmin(
+    seed, n_features, n_clusters, log_scale, offset, spread
+):
+    rng = np.random.RandomState(seed)
+    scale = 10.0**log_scale
+    C = (rng.normal(size=(n_clusters, n_features)) + offset) * scale
+    n = 700
+    X = np.concatenate(
+        [
+            _near_ties(rng, n // 2, C, spread),
+            C[rng.randint(0, n_clusters, n - n // 2)]
+            + rng.normal(size=(n - n // 2, n_features)) * scale,
+        ]
+    )
+    labels, _ = _labels(X, C, screen=True)
+    np.testing.assert_array_equal(labels, _exact(X, C))
