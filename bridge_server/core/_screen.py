@@ -43,6 +43,8 @@ SCREEN_MAX_FEATURES = 4096
 #: Largest ``W`` screened: float32 scores of at most about this size cannot overflow.
 _MAX_BOUND = 1e36
 
+_NONE = np.empty(0, dtype=np.intp)
+
 #: Smallest largest-center norm screened: above it, float32 underflow errors
 #: are far inside the slack of the threshold.
 _MIN_CENTER = 2.0**-40
@@ -145,4 +147,7 @@ class Screen:
         within = np.less_equal(scores, threshold, out=buf.within[:, :n], casting="unsafe")
         tally = np.matmul(self._tally, within, out=buf.tally[:, :n])
         np.copyto(labels, tally[1], casting="unsafe")
-        return np.flatnonzero(tally[0] != 1)
+        counts = tally[0]
+        if counts.min() == 1 and counts.max() == 1:  # the usual case, without a mask
+            return _NONE
+        return np.flatnonzero(counts != 1)
