@@ -31,6 +31,7 @@ Events meeting back-pressure are dropped and counted.
 from __future__ import annotations
 
 import errno
+import faulthandler
 import hmac
 import logging
 import os
@@ -1037,6 +1038,10 @@ def run(config: ServerConfig, estimators: Mapping[str, type] | None = None) -> i
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if hasattr(signal, "SIGUSR1"):
+        # `kill -USR1 PID` prints every thread's stack to stderr: what a stuck
+        # server is doing, without stopping it.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     ready: dict[str, Any] = {"endpoint": endpoint, "epoch": server.epoch, "pid": os.getpid()}
     if server.curve_public_key is not None:
         ready["curve_public_key"] = server.curve_public_key

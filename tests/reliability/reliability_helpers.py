@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import faulthandler
 import os
+import signal
+import sys
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import numpy as np
+import pytest
 
 from client_py import MiniBatchKMeans, PythonBridge, create_python_bridge
 
@@ -67,6 +73,26 @@ class LiveClient:
     def centers(self) -> np.ndarray:
         """The reference fit's centres, through this bridge."""
         return self.run(reference_centers(self.py))
+
+    def centers_within(self, seconds: float, server_pid: int) -> np.ndarray:
+        """:meth:`centers`, failing after ``seconds`` with every thread's stack on stderr.
+
+        The server prints its stacks on SIGUSR1 (to its stderr, which pytest
+        captures with this process's); this process's own follow.
+        """
+        try:
+            return self.run(reference_centers(self.py), timeout=seconds)
+        except concurrent.futures.TimeoutError:
+            os.kill(server_pid, signal.SIGUSR1)
+            time.sleep(1.0)
+            py = self.py  # the client's own state, read for the report only
+            print(
+                f"client: broken={py._broken!r}, replies awaited for rids {sorted(py._calls)}, "
+                f"{len(py._send_queue)} requests waiting to be sent",
+                file=sys.stderr,
+            )
+            faulthandler.dump_traceback(all_threads=True)
+            pytest.fail(f"the reference fit got no answer in {seconds} s; stacks on stderr")
 
     def close(self) -> None:
         """Disconnect and stop the loop."""

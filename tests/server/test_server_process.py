@@ -162,3 +162,26 @@ def test_launcher_contract_token_from_environment():
             assert w.hello_result["epoch"] == srv.epoch
     finally:
         srv.stop()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="SIGUSR1 is POSIX-only")
+def test_sigusr1_prints_every_thread_stack_and_the_server_goes_on(tmp_path):
+    env = {**os.environ, "SKBRIDGE_TOKEN": "t"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge_server", "--bind", "tcp://127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        ready = json.loads(proc.stdout.readline()[len("SKBRIDGE-READY ") :])
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        with Wire(ready["endpoint"], "t") as w:  # still serving
+            assert w.ok("ping")["time"] > 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.stderr.close()
+    assert "serve_forever" in err  # the loop thread's stack
+    assert "Current thread 0x" in err  # the all-threads format ("Stack" for one thread)
