@@ -227,7 +227,7 @@ class Scorer:
         """
         n_rows = X.shape[0]
         if self.screen is not None and work.screen is not None:
-            if self._unscreened:
+            if self._unscreened > 0:  # (threads may race it below 0: that screens)
                 self._unscreened -= 1
             else:
                 undecided = self.screen.label(X, work.screen, out)
