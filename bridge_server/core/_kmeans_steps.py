@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from . import _blas, _prune, _screen
+from . import _blas, _prune, _scratch, _screen
 from ._context import check_cancelled, emit_verbose, warn
 from ._twin import SplitChooser, Twin
 from ._validation import is_close
@@ -199,7 +199,9 @@ class Scorer:
         self.norms = self._buf[:, n_features] if self.fold else np.empty(n_clusters, dtype)
         #: The float32 first pass of :meth:`labels`, where it pays (see :mod:`._screen`).
         self.screen = (
-            _screen.Screen(n_clusters, n_features) if _screen.screens(n_features, dtype) else None
+            _screen.Screen(n_clusters, n_features)
+            if _screen.screens(n_features, n_clusters, dtype)
+            else None
         )
         # Calls of :meth:`labels` left to run without the screen, after one that
         # left too many rows undecided (data at a scale where float32 cannot tell).
@@ -235,7 +237,7 @@ class Scorer:
                     if undecided.size:
                         self._label_chunks(X, work, out, undecided)
                     return out
-        return np.argmin(self.scores(X, work.rows, work.scores[:n_rows]), axis=1, out=out)
+        return np.argmin(self.scores(X, work.rows, work.scores(n_rows)), axis=1, out=out)
 
     def _label_chunks(
         self, X: np.ndarray, work: LabelWork, out: np.ndarray, undecided: np.ndarray
@@ -247,7 +249,7 @@ class Scorer:
         for chunk in chunks.tolist():
             start = chunk * ROW_CHUNK
             stop = min(start + ROW_CHUNK, X.shape[0])
-            scores = self.scores(X[start:stop], work.rows, work.scores[: stop - start])
+            scores = self.scores(X[start:stop], work.rows, work.scores(stop - start))
             np.argmin(scores, axis=1, out=out[start:stop])
 
     def row_buffer(self, n_rows: int) -> np.ndarray | None:
@@ -311,12 +313,34 @@ class Scorer:
 
 
 class LabelWork:
-    """One thread's scratch for :meth:`Scorer.labels` on up to ``n_rows`` rows."""
+    """One thread's scratch for :meth:`Scorer.labels` on up to ``n_rows`` rows.
+
+    The exact scores' buffer is allocated when first asked for: with a
+    screen it is seldom needed, and fresh pages are costly here (first
+    touching a megabyte took about as long as labelling it).
+    """
 
     def __init__(self, scorer: Scorer, n_rows: int) -> None:
+        self.capacity = n_rows
         self.rows = scorer.row_buffer(n_rows)
-        self.scores = np.empty((n_rows, scorer.matrix.shape[1]), dtype=scorer.dtype)
         self.screen = None if scorer.screen is None else scorer.screen.buffers(n_rows)
+        self._shape = (n_rows, scorer.matrix.shape[1])
+        self._dtype = scorer.dtype
+        self._scores: np.ndarray | None = None
+
+    def scores(self, n_rows: int) -> np.ndarray:
+        """Scratch (n_rows, n_clusters) for exact scores of up to ``capacity`` rows."""
+        if self._scores is None:
+            self._scores = np.empty(self._shape, dtype=self._dtype)
+        return self._scores[:n_rows]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the buffers allocated so far."""
+        arrays = [self.rows, self._scores]
+        if self.screen is not None:
+            arrays += list(vars(self.screen).values())
+        return sum(a.nbytes for a in arrays if a is not None)
 
 
 def _sample_sq_distances(
@@ -385,8 +409,38 @@ def _n_threads() -> int:
     return max(1, min(4, cores))
 
 
+class _LabellerBuffers:
+    """One thread's scratch for :class:`_BlockLabeller` (pooled between calls).
+
+    Parameters
+    ----------
+    scorer : Scorer
+    block : int
+        Most rows per block.
+    score_rows : int
+        Most rows scored at once.
+    with_inertia, with_table : bool
+        Whether squared distances are computed, and rows gathered for a cell table.
+    """
+
+    def __init__(
+        self, scorer: Scorer, block: int, score_rows: int, with_inertia: bool, with_table: bool
+    ) -> None:
+        n_features, dtype = scorer.n_features, scorer.dtype
+        self.work = scorer.work(score_rows)
+        self.labels = np.empty(block, dtype=np.intp)
+        self.diff = np.empty((block, n_features), dtype=dtype) if with_inertia else None
+        self.gathered = np.empty((score_rows, n_features), dtype=dtype) if with_table else None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the buffers allocated so far."""
+        arrays = (self.labels, self.diff, self.gathered)
+        return self.work.nbytes + sum(a.nbytes for a in arrays if a is not None)
+
+
 class _BlockLabeller:
-    """One thread's buffers for labelling blocks of rows (and their squared distances)."""
+    """One thread's labelling of blocks of rows (and their squared distances)."""
 
     def __init__(
         self,
@@ -394,26 +448,24 @@ class _BlockLabeller:
         sample_weight: np.ndarray | None,
         centers: np.ndarray,
         scorer: Scorer,
-        block: int,
         labels_out: np.ndarray | None,
         with_inertia: bool,
+        buffers: _LabellerBuffers,
         table: _prune.CellTable | None = None,
         score_rows: int | None = None,
         sklearn_order: bool = True,
     ) -> None:
-        dtype = centers.dtype
         #: Whether a row's squares may be summed in any order (see :func:`_sample_sq_distances`).
         self.any_order = not sklearn_order
         self.X, self.sample_weight, self.centers, self.scorer = X, sample_weight, centers, scorer
         self.labels_out, self.with_inertia, self.table = labels_out, with_inertia, table
+        block = buffers.labels.shape[0]
         #: Most rows scored at once (rows of ``scores``).
         self.score_rows = block if score_rows is None else min(block, score_rows)
-        self.work = scorer.work(self.score_rows)
-        self.labels = np.empty(block, dtype=np.intp)
-        self.diff = np.empty((block, centers.shape[1]), dtype=dtype) if with_inertia else None
-        self.gathered = (
-            np.empty((self.score_rows, centers.shape[1]), dtype=dtype) if table else None
-        )
+        self.work = buffers.work
+        self.labels = buffers.labels
+        self.diff = buffers.diff
+        self.gathered = buffers.gathered
 
     def run(self, start: int, stop: int) -> np.ndarray | None:
         """Label rows ``start:stop``; return their (weighted) squared distances if asked."""
@@ -432,7 +484,7 @@ class _BlockLabeller:
             for first in range(0, left.size, self.score_rows):
                 todo = left[first : first + self.score_rows]
                 rows = np.take(xb, todo, axis=0, out=self.gathered[: todo.size], mode="clip")
-                scores = self.scorer.scores(rows, self.work.rows, self.work.scores[: todo.size])
+                scores = self.scorer.scores(rows, self.work.rows, self.work.scores(todo.size))
                 lab[todo] = np.argmin(scores, axis=1)
         if self.labels_out is not None:
             self.labels_out[start:stop] = lab
@@ -508,20 +560,63 @@ def labels_inertia(
     min_blocks = PARALLEL_MIN_BLOCKS if table is None else 1
     n_threads = min(_n_threads(), n_blocks // min_blocks) or 1
 
+    # Per-thread scratch comes from the pool and goes back at the end (fresh
+    # pages cost about as much as labelling with them; see _scratch).
+    pool_key = (
+        "labeller",
+        n_clusters,
+        n_features,
+        dtype.str,
+        scorer.fold,
+        scorer.screen is not None,
+        block,
+        min(block, score_rows),
+        with_inertia,
+        table is not None,
+    )
+    taken: list[_LabellerBuffers] = []
+
     def labeller() -> _BlockLabeller:
+        buffers = _scratch.POOL.take(pool_key)
+        if buffers is None:
+            buffers = _LabellerBuffers(
+                scorer, block, min(block, score_rows), with_inertia, table is not None
+            )
+        taken.append(buffers)
         return _BlockLabeller(
             X,
             sample_weight,
             centers,
             scorer,
-            block,
             labels_out,
             with_inertia,
+            buffers,
             table,
             score_rows,
             sklearn_order,
         )
 
+    try:
+        return _labels_inertia_blocks(labeller, n_samples, block, n_threads, on_block, dtype)
+    finally:
+        for buffers in taken:
+            _scratch.POOL.give(pool_key, buffers, buffers.nbytes)
+
+
+def _labels_inertia_blocks(
+    labeller: Callable[[], _BlockLabeller],
+    n_samples: int,
+    block: int,
+    n_threads: int,
+    on_block: Callable[[int, int], None] | None,
+    dtype: np.dtype,
+) -> float:
+    """The block loop of :func:`labels_inertia`: ``n_samples`` rows on ``n_threads`` threads.
+
+    ``labeller`` makes one thread's :class:`_BlockLabeller`; the others'
+    are as in :func:`labels_inertia`.
+    """
+    n_blocks = -(-n_samples // block)
     scratch = np.empty(block + 1, dtype=dtype)
     total = dtype.type(0)
     # One BLAS thread throughout (other core calls share it); a section at

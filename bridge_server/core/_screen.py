@@ -53,10 +53,16 @@ _MIN_CENTER = 2.0**-40
 _FLOOR = 2.0**-120
 
 
-def screens(n_features: int, dtype: np.dtype) -> bool:
-    """Whether rows of ``n_features`` features of ``dtype`` are worth screening."""
+def screens(n_features: int, n_clusters: int, dtype: np.dtype) -> bool:
+    """Whether rows of ``n_features`` features of ``dtype`` are worth screening.
+
+    Center indices must be exact in float32 (the label is read from a
+    float32 product), so at most 2**24 centers.
+    """
     return (
-        np.dtype(dtype) == np.float64 and SCREEN_MIN_FEATURES <= n_features <= SCREEN_MAX_FEATURES
+        np.dtype(dtype) == np.float64
+        and SCREEN_MIN_FEATURES <= n_features <= SCREEN_MAX_FEATURES
+        and n_clusters <= 2**24
     )
 
 
@@ -66,10 +72,9 @@ class ScreenBuffers:
     def __init__(self, n_rows: int, n_clusters: int, n_features: int) -> None:
         #: Rows rounded to float32, beside a column of ones (the norm term).
         self.rows = np.ones((n_rows, n_features + 1), dtype=np.float32)
-        #: Scores, one row per center (reductions over centers run along rows).
+        #: Scores, one row per center (reductions over centers run along rows);
+        #: then 1.0 where a center's score is within the threshold of the best.
         self.scores = np.empty((n_clusters, n_rows), dtype=np.float32)
-        #: 1.0 where a center's score is within the threshold of the best.
-        self.within = np.empty((n_clusters, n_rows), dtype=np.float32)
         self.best = np.empty(n_rows, dtype=np.float32)
         self.threshold = np.empty(n_rows, dtype=np.float32)
         #: Per row: how many centers are within the threshold, and their index sum.
@@ -144,7 +149,7 @@ class Screen:
         threshold *= self._per_norm
         threshold += self._constant
         threshold += best
-        within = np.less_equal(scores, threshold, out=buf.within[:, :n], casting="unsafe")
+        within = np.less_equal(scores, threshold, out=scores, casting="unsafe")
         tally = np.matmul(self._tally, within, out=buf.tally[:, :n])
         np.copyto(labels, tally[1], casting="unsafe")
         counts = tally[0]

@@ -49,6 +49,9 @@ def test_screening_is_the_default_for_wide_float64_only():
     assert _kmeans_steps.Scorer(5, 50, np.float64).screen is not None
     assert _kmeans_steps.Scorer(5, 50, np.float32).screen is None
     assert _kmeans_steps.Scorer(5, _screen.SCREEN_MIN_FEATURES - 1, np.float64).screen is None
+    # Labels are read from a float32 product: indices past 2**24 would not be exact.
+    assert _screen.screens(50, 2**24, np.float64)
+    assert not _screen.screens(50, 2**24 + 1, np.float64)
 
 
 def test_well_separated_rows_are_decided_in_float32():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from core_oracle import SkMiniBatchKMeans
 
-from bridge_server.core import MiniBatchKMeans, _kmeans_steps, _prune, _twin
+from bridge_server.core import MiniBatchKMeans, _kmeans_steps, _prune, _scratch, _twin
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -251,3 +251,39 @@ def test_a_step_takes_a_gathered_batch_or_rows_of_the_data_alike():
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
     np.testing.assert_array_equal(results[0][2], results[1][2])
+
+
+def test_scratch_pool_reuses_by_key_and_keeps_at_most_its_bytes():
+    pool = _scratch.ScratchPool(max_bytes=100)
+    a, b, c = object(), object(), object()
+    assert pool.take("k") is None
+    pool.give("k", a, 40)
+    pool.give("k", b, 40)
+    assert pool.nbytes == 80
+    pool.give("other", c, 40)  # over the cap: the oldest item goes
+    assert pool.nbytes == 80
+    assert pool.take("k") is b
+    assert pool.take("k") is None
+    assert pool.take("other") is c
+    pool.give("huge", object(), 101)  # never kept
+    assert pool.take("huge") is None and pool.nbytes == 0
+
+
+@pytest.mark.parametrize("n_features", [2, 10, 50])  # grid + folded norms, screened, screened
+def test_labelling_with_reused_scratch_equals_fresh_scratch(monkeypatch, n_features):
+    rng = np.random.RandomState(n_features)
+    C = rng.normal(size=(30, n_features)) * 4
+    batches = [C[rng.randint(0, 30, 40_000)] + rng.normal(size=(40_000, n_features)) for _ in "ab"]
+
+    def run(X):
+        labels = np.empty(len(X), np.int32)
+        return labels, _kmeans_steps.labels_inertia(X, None, C, labels, sklearn_order=False)
+
+    monkeypatch.setattr(_scratch, "POOL", _scratch.ScratchPool())
+    first = [run(X) for X in batches]  # the second call reuses the first's buffers
+    assert _scratch.POOL.nbytes > 0
+    for X, (labels, inertia) in zip(batches, first):
+        monkeypatch.setattr(_scratch, "POOL", _scratch.ScratchPool())  # fresh buffers
+        fresh_labels, fresh_inertia = run(X)
+        np.testing.assert_array_equal(labels, fresh_labels)
+        assert inertia == fresh_inertia
