@@ -174,6 +174,27 @@ def test_partial_fit_stream_matches(params, dtype):
     assert_same_fit(ours, ref, inertia_rtol=1e-5)
 
 
+@pytest.mark.parametrize("rounded", [False, True])
+def test_wide_partial_fit_stream_predict_and_score_match(rounded):
+    # 12 float64 features: every labelling goes through the float32 screen;
+    # 8 centers on 6 blobs leave a few rows to its exact fallback (rounding
+    # to 0.1 adds ties).
+    X = _blobs(6000, 12, 6, seed=21)
+    X_new = _blobs(3000, 12, 6, seed=22)
+    if rounded:
+        X, X_new = np.round(X, 1), np.round(X_new, 1)
+    params = dict(n_clusters=8, random_state=0, reassignment_ratio=0.2)
+    ref, ours = SkMiniBatchKMeans(**params), MiniBatchKMeans(**params)
+    for start in range(0, X.shape[0], 1000):
+        with single_threaded():
+            ref.partial_fit(X[start : start + 1000])
+        ours.partial_fit(X[start : start + 1000])
+        np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    assert_same_fit(ours, ref, inertia_rtol=1e-10)
+    np.testing.assert_array_equal(ours.predict(X_new), ref.predict(X_new))
+    np.testing.assert_allclose(ours.score(X_new), ref.score(X_new), rtol=1e-10)
+
+
 def test_partial_fit_after_fit_continues_like_sklearn():
     X = _blobs(3000, 3, 5, seed=12)
     ref = SkMiniBatchKMeans(n_clusters=5, random_state=0).fit(X)
