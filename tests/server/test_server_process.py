@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 from server_testdata import LONG_FIT, small_X
@@ -89,31 +91,44 @@ def test_non_loopback_bind_is_refused_without_allow_remote():
     assert "SKBRIDGE-READY" not in result.stdout
 
 
-def test_generated_token_goes_to_an_owner_only_connection_file(tmp_path):
-    conn_file = tmp_path / "conn.json"
-    env = {k: v for k, v in os.environ.items() if k != "SKBRIDGE_TOKEN"}
+@contextlib.contextmanager
+def raw_server(
+    *args: str, env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen[str], dict, list]]:
+    """``python -m bridge_server ARGS`` with piped output, SIGTERMed (exit 0) at the end.
+
+    Yields the process, its ready line's JSON, and a list that receives the
+    process's whole stderr once it has exited.
+    """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge_server", "--bind", "tcp://127.0.0.1:0",
-         "--connection-file", str(conn_file)],
+        [sys.executable, "-m", "bridge_server", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
+    err: list[str] = []
     try:
         line = proc.stdout.readline()
         assert line.startswith("SKBRIDGE-READY ")
-        ready = json.loads(line[len("SKBRIDGE-READY ") :])
+        yield proc, json.loads(line[len("SKBRIDGE-READY ") :]), err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        proc.stdout.close()
+        err.append(proc.stderr.read())
+        proc.stderr.close()
+
+
+def test_generated_token_goes_to_an_owner_only_connection_file(tmp_path):
+    conn_file = tmp_path / "conn.json"
+    env = {k: v for k, v in os.environ.items() if k != "SKBRIDGE_TOKEN"}
+    args = ("--bind", "tcp://127.0.0.1:0", "--connection-file", str(conn_file))
+    with raw_server(*args, env=env) as (proc, ready, err):
         assert ready["pid"] == proc.pid
         assert stat.S_IMODE(conn_file.stat().st_mode) == 0o600
         info = json.loads(conn_file.read_text())
         assert info["endpoint"] == ready["endpoint"] and info["epoch"] == ready["epoch"]
         with Wire(info["endpoint"], info["token"]) as w:
             assert w.ok("ping")["time"] > 0
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-        proc.stdout.close()
-        err = proc.stderr.read()
-        proc.stderr.close()
-    assert str(conn_file) in err  # where the token went is printed
+    assert str(conn_file) in err[0]  # where the token went is printed
     assert not conn_file.exists()  # removed at exit
 
 
@@ -165,23 +180,13 @@ def test_launcher_contract_token_from_environment():
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="SIGUSR1 is POSIX-only")
-def test_sigusr1_prints_every_thread_stack_and_the_server_goes_on(tmp_path):
+def test_sigusr1_prints_every_thread_stack_and_the_server_goes_on():
     env = {**os.environ, "SKBRIDGE_TOKEN": "t"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge_server", "--bind", "tcp://127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
-    try:
-        ready = json.loads(proc.stdout.readline()[len("SKBRIDGE-READY ") :])
-        proc.send_signal(signal.SIGUSR1)
-        time.sleep(0.5)
-        with Wire(ready["endpoint"], "t") as w:  # still serving
-            assert w.ok("ping")["time"] > 0
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-        proc.stdout.close()
-        err = proc.stderr.read()
-        proc.stderr.close()
-    assert "serve_forever" in err  # the loop thread's stack
-    assert "Current thread 0x" in err  # the all-threads format ("Stack" for one thread)
+    with raw_server("--bind", "tcp://127.0.0.1:0", env=env) as (proc, ready, err):
+        with Wire(ready["endpoint"], "t") as w:
+            assert w.ok("ping")["time"] > 0  # the loop is in serve_forever now
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(0.5)
+            assert w.ok("ping")["time"] > 0  # and still serving
+    assert "serve_forever" in err[0]  # the loop thread's stack
+    assert "Current thread 0x" in err[0]  # the all-threads format ("Stack" for one thread)
