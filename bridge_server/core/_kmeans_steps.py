@@ -596,11 +596,12 @@ def labels_inertia(
             sklearn_order,
         )
 
-    try:
-        return _labels_inertia_blocks(labeller, n_samples, block, n_threads, on_block, dtype)
-    finally:
-        for buffers in taken:
-            _scratch.POOL.give(pool_key, buffers, buffers.nbytes)
+    inertia = _labels_inertia_blocks(labeller, n_samples, block, n_threads, on_block, dtype)
+    # Only after a clean finish: an exception (an interrupt during a join) can
+    # leave a helper still writing into its buffers.
+    for buffers in taken:
+        _scratch.POOL.give(pool_key, buffers, buffers.nbytes)
+    return inertia
 
 
 def _labels_inertia_blocks(

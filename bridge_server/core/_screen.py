@@ -19,8 +19,10 @@ where ``u = 2**-24`` and ``W = 2 |x| max|c| + max|c|^2`` bounds
 than the smallest, ``A_b``, exceeds ``A_b + 2 (K + 6) (u + 2**-53) W``, every
 ``G_j`` exceeds ``G_b``: ``b`` is scikit-learn's label, ties included. The
 threshold used, ``2 (K + 8) u W`` plus a floor of ``2**-120``, also covers
-its own float32 evaluation (about ``1.1 u W``) and the absolute errors of
-values in float32's subnormal range. Centers whose norms are tiny (below
+its own float32 evaluation (about ``2 u W`` at ``K = 4096``: ``|x|^2`` summed
+in float32 is off by up to about ``K u / 2`` relatively, and adding the best
+score rounds once) and the absolute errors of values in float32's subnormal
+range. Centers whose norms are tiny (below
 ``2**-40``, where those could matter) and blocks whose values could
 overflow float32 are not screened.
 """
@@ -109,8 +111,9 @@ class Screen:
         self.active = _MIN_CENTER <= c_max and c_max * c_max < _MAX_BOUND / 2
         if not self.active:
             return
-        np.multiply(centers, -2.0, out=self._matrix[:, : self.n_features], casting="same_kind")
-        np.copyto(self._matrix[:, self.n_features], sq_norms, casting="same_kind")
+        with np.errstate(under="ignore"):  # tiny coordinates round to float32 subnormals
+            np.multiply(centers, -2.0, out=self._matrix[:, : self.n_features], casting="same_kind")
+            np.copyto(self._matrix[:, self.n_features], sq_norms, casting="same_kind")
         factor = self._factor
         # threshold = best + factor * (2 |x| c_max + c_max^2) + floor
         self._per_norm = np.float32(2 * factor * c_max)
@@ -133,15 +136,23 @@ class Screen:
         """
         if not self.active:
             return None
+        if X.shape[0] == 0:
+            return _NONE
+        # Under any NumPy error settings: float32 may underflow (covered by the
+        # bound) or overflow (refused below) where float64 does not.
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            return self._label(X, buf, labels)
+
+    def _label(self, X: np.ndarray, buf: ScreenBuffers, labels: np.ndarray) -> np.ndarray | None:
+        """:meth:`label` for at least one row, with float errors silenced."""
         n = X.shape[0]
         K = self.n_features
         rows = buf.rows[:n]
-        with np.errstate(over="ignore"):  # a row too large for float32 is refused below
-            np.copyto(rows[:, :K], X, casting="same_kind")
-            # |x|^2 per row in float32: its relative error is well inside the margin.
-            norms = np.einsum("ij,ij->i", rows[:, :K], rows[:, :K], out=buf.threshold[:n])
+        np.copyto(rows[:, :K], X, casting="same_kind")
+        # |x|^2 per row in float32: its relative error is well inside the margin.
+        norms = np.einsum("ij,ij->i", rows[:, :K], rows[:, :K], out=buf.threshold[:n])
         if not norms.max() < self._max_sq_norm:
-            return None  # also when a square overflowed to inf
+            return None  # also when a square overflowed to inf, or for NaN
         scores = buf.scores[:, :n]
         np.matmul(self._matrix, rows.T, out=scores)
         best = np.min(scores, axis=0, out=buf.best[:n])

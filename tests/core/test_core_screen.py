@@ -158,3 +158,70 @@ def test_screened_labels_are_the_exact_argmin(
     )
     labels, _ = _labels(X, C, screen=True)
     np.testing.assert_array_equal(labels, _exact(X, C))
+
+
+@pytest.mark.parametrize(
+    "n_features", [_screen.SCREEN_MIN_FEATURES, 50, _screen.SCREEN_MAX_FEATURES]
+)
+def test_the_threshold_covers_both_passes_rounding(n_features):
+    # White box: the margin the screen actually used, threshold - best in
+    # float32, must be at least the proven bound 2 (K + 6) (u + 2**-53) W.
+    # Rows of mixed sizes and a large best score stress its float32 evaluation.
+    rng = np.random.RandomState(n_features)
+    C = rng.normal(size=(12, n_features)) * 3 + 40
+    X = np.concatenate(
+        [
+            C[rng.randint(0, 12, 100)] + rng.normal(size=(100, n_features)),
+            rng.normal(size=(50, n_features)) * 1e3,
+        ]
+    )
+    scorer = _kmeans_steps.Scorer(12, n_features, np.float64)
+    scorer.set_centers(C)
+    work = scorer.work(len(X))
+    assert scorer.screen is not None and work.screen is not None
+    with _blas.section(1):
+        assert scorer.screen.label(X, work.screen, np.empty(len(X), np.intp)) is not None
+    margin = work.screen.threshold.astype(np.float64) - work.screen.best
+    c_max = np.sqrt(np.einsum("ij,ij->i", C, C).max())
+    W = 2 * np.linalg.norm(X, axis=1) * c_max + c_max**2
+    assert (margin >= 2 * (n_features + 6) * (2.0**-24 + 2.0**-53) * W).all()
+
+
+def test_a_wide_block_labels_exactly():
+    rng = np.random.RandomState(6)
+    K = _screen.SCREEN_MAX_FEATURES
+    C = rng.normal(size=(6, K))
+    X = np.concatenate(
+        [C[rng.randint(0, 6, 300)] + 0.5 * rng.normal(size=(300, K)), _near_ties(rng, 100, C, 1e-9)]
+    )
+    labels, undecided = _labels(X, C, screen=True)
+    np.testing.assert_array_equal(labels, _exact(X, C))
+    assert 0 < undecided.size < len(X)
+
+
+def test_subnormal_rows_nan_rows_and_no_rows():
+    rng = np.random.RandomState(7)
+    C = rng.normal(size=(5, 9))
+    tiny = rng.normal(size=(300, 9)) * 1e-40  # subnormal in float32: decided by the floor
+    labels, _ = _labels(tiny, C, screen=True)
+    np.testing.assert_array_equal(labels, _exact(tiny, C))
+    scorer = _kmeans_steps.Scorer(5, 9, np.float64)
+    scorer.set_centers(C)
+    work = scorer.work(300)
+    assert scorer.screen is not None and work.screen is not None
+    bad = C[rng.randint(0, 5, 300)]
+    bad[17, 3] = np.nan
+    with _blas.section(1):
+        assert scorer.screen.label(bad, work.screen, np.empty(300, np.intp)) is None  # refused
+        assert scorer.screen.label(bad[:0], work.screen, np.empty(0, np.intp)).size == 0
+
+
+def test_strict_numpy_error_settings_do_not_reach_the_float32_pass():
+    # Values that underflow float32 but not float64: the screen must not raise.
+    rng = np.random.RandomState(8)
+    C = rng.normal(size=(5, 9)) * 1e-30
+    C[0, 0] = 1e-45
+    X = np.concatenate([C[rng.randint(0, 5, 300)] * 1.01, rng.normal(size=(20, 9)) * 1e-40])
+    with np.errstate(all="raise"):
+        labels, _ = _labels(X, C, screen=True)
+    np.testing.assert_array_equal(labels, _exact(X, C))
