@@ -6,7 +6,9 @@ the result can steer the algorithm (labels, centers, random draws): see
 
 * distances go through a BLAS product on blocks of :data:`ROW_CHUNK` rows, as
   scikit-learn's Cython does, because single-precision GEMM rounds differently
-  for different block heights;
+  for different block heights (a row of wide float64 data is labelled from a
+  float32 product instead only where a proven bound shows that no rounding of
+  those products could change its argmin: see :mod:`._screen`);
 * centers are accumulated sample by sample in minibatch order in the data's
   dtype (``np.add.at`` is an unbuffered, in-order loop), starting from
   ``center * weight_sum`` and finished with a reciprocal multiply;
