@@ -43,6 +43,8 @@ import numpy as np
 from .progress import ProgressLine
 
 MB = 1e6
+#: Default bytes of rows per streamed chunk (262,144 rows of 2 float64 features).
+CHUNK_BYTES = 4 * 2**20
 
 
 @dataclass
@@ -204,6 +206,16 @@ async def pipelined(
     return PhaseResult(label, n_samples, data.nbytes, bar.close())
 
 
+def chunk_rows_for(n_features: int, itemsize: int) -> int:
+    """Default rows per streamed chunk: :data:`CHUNK_BYTES` of rows (at least one).
+
+    A byte budget, not a row count, keeps the client's buffers (two chunks in
+    flight, one being read) and the server's per-call memory the same for
+    wide data as for the 2-feature default.
+    """
+    return max(1, CHUNK_BYTES // (n_features * itemsize))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options of ``skbridge demo``."""
     p = argparse.ArgumentParser(
@@ -218,8 +230,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--batch-size",
         type=int,
-        default=262_144,
-        help="rows per streamed chunk (each partial_fit call is one minibatch step over it)",
+        default=None,
+        help="rows per streamed chunk (each partial_fit call is one minibatch step over it); "
+        "default: 4 MiB of rows, 262,144 rows of 2 float64 features",
     )
     p.add_argument("--address", help="use a running server at this endpoint")
     p.add_argument("--token", help="token of the running server (or env SKBRIDGE_TOKEN)")
@@ -229,7 +242,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="random seed of data and model")
     args = p.parse_args(argv)
     for name in ("samples", "features", "clusters", "batch_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.input is not None and not args.input.is_file():
         p.error(f"--input {args.input}: no such file")
@@ -244,6 +257,8 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> int:
     if args.input is not None:
         data_path = args.input.resolve()
     else:
+        if args.batch_size is None:
+            args.batch_size = chunk_rows_for(args.features, 8)
         data_path = workdir / "blobs.npy"
         size_mb = args.samples * args.features * 8 / MB
         print(
@@ -268,6 +283,8 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> int:
         print(f"error: {data_path} must hold a C-ordered 2-D array", file=sys.stderr)
         return 2
     n_samples, n_features = data.shape
+    if args.batch_size is None:
+        args.batch_size = chunk_rows_for(n_features, data.dtype.itemsize)
     if n_samples < args.clusters:
         print(
             f"error: {data_path} has {n_samples} rows, fewer than --clusters {args.clusters}",

@@ -14,7 +14,7 @@ import numpy as np
 
 from bridge_server.core import MiniBatchKMeans as CoreMiniBatchKMeans
 from client_py import MiniBatchKMeans, create_python_bridge
-from client_py.demo import pipelined, write_blobs
+from client_py.demo import chunk_rows_for, pipelined, write_blobs
 
 
 def skbridge_command() -> list[str]:
@@ -206,3 +206,15 @@ def test_write_blobs_never_holds_the_whole_dataset(tmp_path: Path) -> None:
     assert peak < 400_000 * 4 * 8 / 4  # well under a quarter of the 12.8 MB dataset
     arr = np.load(tmp_path / "b.npy", mmap_mode="r")
     assert arr.shape == (400_000, 4) and np.isfinite(arr).all()
+
+
+def test_default_chunks_are_a_byte_budget_so_wide_data_stays_bounded() -> None:
+    # 262,144 rows of 2 float64 features (4 MiB) as before; as many bytes, not
+    # rows, for wider data, whose fixed-row chunks grew the client past 400 MB.
+    assert chunk_rows_for(2, 8) == 262_144
+    assert chunk_rows_for(50, 8) == 10_485
+    assert chunk_rows_for(10**7, 8) == 1
+    proc = run_demo_cli(["--samples", "40000", "--features", "40", "--clusters", "4"], 240)
+    assert proc.returncode == 0, proc.stderr
+    assert f"in chunks of {chunk_rows_for(40, 8):,d}" in proc.stdout
+    assert re.search(r"^\s+predict\s+40,000 rows", proc.stdout, re.M), proc.stdout
