@@ -339,10 +339,8 @@ class LabelWork:
     @property
     def nbytes(self) -> int:
         """Bytes of the buffers allocated so far."""
-        arrays = [self.rows, self._scores]
-        if self.screen is not None:
-            arrays += list(vars(self.screen).values())
-        return sum(a.nbytes for a in arrays if a is not None)
+        screen = 0 if self.screen is None else self.screen.nbytes
+        return screen + sum(a.nbytes for a in (self.rows, self._scores) if a is not None)
 
 
 def _sample_sq_distances(
@@ -848,9 +846,10 @@ class StepWorkspace:
         self._twin: Twin | None = None
         self.scorer = Scorer(n_clusters, n_features, dtype)
         self.sq = np.empty(batch_size, dtype=dtype)
-        # Scratch for labelling: the calling thread's (any rows), the twin's (its half).
+        # Scratch for labelling: the calling thread's (any rows); the twin's
+        # (its half) comes with the twin, on the first shared step.
         self.work = self.scorer.work(batch_size)
-        self.twin_work = self.scorer.work(batch_size - self.split) if self.split else None
+        self._twin_work: LabelWork | None = None
         self.labels = np.empty(batch_size, dtype=np.intp)
         self.diff = np.empty((batch_size, n_features), dtype=dtype)
         self.scratch = np.empty(batch_size + 1, dtype=dtype)
@@ -870,6 +869,13 @@ class StepWorkspace:
         if self._twin is None:
             self._twin = Twin()
         return self._twin
+
+    @property
+    def twin_work(self) -> LabelWork:
+        """The twin's labelling scratch (rows from :attr:`split` on), made on first use."""
+        if self._twin_work is None:
+            self._twin_work = self.scorer.work(self.capacity - self.split)
+        return self._twin_work
 
     def close(self) -> None:
         """End the twin thread, if one was started."""
@@ -916,7 +922,6 @@ class StepWorkspace:
         if not half:
             self._gather_label_rows(X, sample_weight, rows, 0, n_rows, self.work)
         else:
-            assert self.twin_work is not None
             work = self.twin_work
             self.twin.start(
                 lambda: self._gather_label_rows(X, sample_weight, rows, half, n_rows, work)

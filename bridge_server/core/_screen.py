@@ -82,6 +82,12 @@ class ScreenBuffers:
         #: Per row: how many centers are within the threshold, and their index sum.
         self.tally = np.empty((2, n_rows), dtype=np.float32)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the buffers."""
+        arrays = (self.rows, self.scores, self.best, self.threshold, self.tally)
+        return sum(a.nbytes for a in arrays)
+
 
 class Screen:
     """Labels rows of float64 data for certain in float32 where the margin allows.
