@@ -14,8 +14,9 @@ the result can steer the algorithm (labels, centers, random draws): see
   ``center * weight_sum`` and finished with a reciprocal multiply;
 * per-sample squared distances are summed over features in blocks of four and
   the weighted total sequentially (``np.cumsum``), in the data's dtype, where
-  they steer the algorithm (a step's batch inertia drives early stopping, the
-  validation inertia picks the best init); a reported inertia (``inertia_``,
+  they steer the algorithm (the validation inertia picks the best init; a
+  step's batch inertia drives early stopping, unless it is summed in any
+  order with a proven bound, see :mod:`._early_stop`); a reported inertia (``inertia_``,
   ``score``) sums each row's squares with ``einsum`` from
   :data:`FAST_SQ_MIN_FEATURES` features on, as scikit-learn's own total
   depends on its thread count and is only comparable to a tolerance;
@@ -37,6 +38,7 @@ import numpy as np
 
 from . import _blas, _prune, _scratch, _screen
 from ._context import check_cancelled, emit_verbose, warn
+from ._early_stop import Bounded
 from ._twin import SplitChooser, Twin
 from ._validation import is_close
 
@@ -967,6 +969,37 @@ class StepWorkspace:
             return np.bincount(self.zeros[:n_rows], weights=sq, minlength=1)[0]
         return _sequential_sum(sq, sq.dtype.type(0), self.scratch)
 
+    def batch_inertia_bounded(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray | None,
+        centers: np.ndarray,
+        labels: np.ndarray,
+        *,
+        signed_weights: bool = False,
+    ) -> Bounded:
+        """The batch inertia summed in the fastest order, with a bound on any order's value.
+
+        One dot product over all squared differences (or per row, then with
+        the weights), instead of scikit-learn's order: see
+        :mod:`._early_stop`. ``signed_weights`` says some weight may be
+        negative (the bound then needs the weights' absolute values).
+        """
+        n_rows, n_features = X.shape
+        diff = np.take(centers, labels, axis=0, out=self.diff[:n_rows], mode="clip")
+        np.subtract(X, diff, out=diff)
+        if sample_weight is None:
+            flat = diff.reshape(-1)
+            total = magnitude = float(np.dot(flat, flat))
+        else:
+            sq = np.einsum("ij,ij->i", diff, diff, out=self.sq[:n_rows])
+            total = magnitude = float(np.dot(sq, sample_weight))
+            if signed_weights:
+                magnitude = float(np.dot(sq, np.abs(sample_weight)))
+        if total == 0.0 and not diff.any():
+            return Bounded(0.0, 0.0)  # every term is an exact zero, in any order
+        return Bounded.sum_of(total, magnitude, n_rows * (n_features + 1), X.dtype)
+
 
 def _accumulate_centers(
     X: np.ndarray,
@@ -1063,7 +1096,9 @@ def mini_batch_step(
     reassignment_ratio: float,
     verbose: bool,
     rows: np.ndarray | None = None,
-) -> float:
+    inertia: str = "exact",
+    signed_weights: bool = False,
+) -> Bounded:
     """One minibatch update: label, accumulate, maybe reassign.
 
     With :attr:`StepWorkspace.split` set, the twin thread may copy, score
@@ -1090,24 +1125,36 @@ def mini_batch_step(
         As scikit-learn's ``_mini_batch_step``.
     rows : ndarray of shape (n_rows,) or None
         Indices of the batch's rows in ``X``.
+    inertia : {"exact", "bounded", "none"}
+        How the batch inertia is summed: in scikit-learn's order (error 0),
+        in the fastest order with a bound (see :mod:`._early_stop`), or not
+        at all (0, for fits where nothing depends on it).
+    signed_weights : bool
+        Whether some sample weight may be negative (for the bound).
 
     Returns
     -------
-    float
-        The batch inertia against ``centers`` (before the update).
+    Bounded
+        The batch inertia against ``centers`` (before the update), and how
+        far scikit-learn's value may be from it.
     """
     shared = ws.chooser.next()
     start = time.perf_counter()
     xb, swb, labels = ws.gather_label(X, sample_weight, rows, centers, shared=shared)
     # Only the part that sharing changes is timed (less noise for the choice).
     ws.chooser.record(time.perf_counter() - start)
-    inertia = ws.batch_inertia(xb, swb, centers, labels)
+    if inertia == "exact":
+        batch = Bounded(float(ws.batch_inertia(xb, swb, centers, labels)), 0.0)
+    elif inertia == "bounded":
+        batch = ws.batch_inertia_bounded(xb, swb, centers, labels, signed_weights=signed_weights)
+    else:
+        batch = Bounded(0.0, 0.0)
     _accumulate_centers(xb, swb, labels, centers, centers_new, weight_sums, ws)
     if random_reassign and reassignment_ratio > 0:
         _reassign_small_centers(
             xb, centers_new, weight_sums, reassignment_ratio, random_state, verbose
         )
-    return float(inertia)
+    return batch
 
 
 def large_batch_step(

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import _blas
+from . import _blas, _early_stop
 from . import _kmeans_steps as steps
 from ._base import UNCHANGED, BaseEstimator
 from ._context import (
@@ -25,6 +25,7 @@ from ._context import (
     report_progress,
     warn,
 )
+from ._early_stop import Bounded
 from ._schema import EstimatorSchema, MethodSpec
 from ._validation import (
     ArrayLikes,
@@ -421,29 +422,33 @@ class MiniBatchKMeans(BaseEstimator):
         n_steps: int,
         n_samples: int,
         centers_squared_diff: float,
-        batch_inertia: float,
+        batch_inertia: Bounded,
     ) -> bool:
-        """Update the smoothed (EWA) inertia; return whether to stop after this step."""
-        batch_inertia /= self._batch_size
+        """Update the smoothed (EWA) inertia; return whether to stop after this step.
+
+        ``batch_inertia`` carries a bound on its distance from scikit-learn's
+        value (0 when summed in its order); a comparison the bounds cannot
+        decide raises :class:`_early_stop.Undecided` (see :mod:`._early_stop`).
+        """
+        batch = batch_inertia.divided(self._batch_size)
         step += 1
         # Step 1's inertia measures the initialisation, not the algorithm.
         if step == 1:
             if self.verbose:
-                emit_verbose(
-                    f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch_inertia}"
-                )
+                emit_verbose(f"Minibatch step {step}/{n_steps}: mean batch inertia: {batch.value}")
             return False
 
-        if self._ewa_inertia is None:
-            self._ewa_inertia = batch_inertia
+        if self._ewa is None:
+            self._ewa = batch
         else:
             alpha = min(self._batch_size * 2.0 / (n_samples + 1), 1)
-            self._ewa_inertia = self._ewa_inertia * (1 - alpha) + batch_inertia * alpha
+            self._ewa = self._ewa.smoothed(batch, alpha)
+        self._ewa_inertia = self._ewa.value
 
         if self.verbose:
             emit_verbose(
                 f"Minibatch step {step}/{n_steps}: mean batch inertia: "
-                f"{batch_inertia}, ewa inertia: {self._ewa_inertia}"
+                f"{batch.value}, ewa inertia: {self._ewa.value}"
             )
 
         if self._tol > 0.0 and centers_squared_diff <= self._tol:
@@ -451,9 +456,10 @@ class MiniBatchKMeans(BaseEstimator):
                 emit_verbose(f"Converged (small centers change) at step {step}/{n_steps}")
             return True
 
-        if self._ewa_inertia_min is None or self._ewa_inertia < self._ewa_inertia_min:
+        if self._ewa_min is None or _early_stop.less(self._ewa, self._ewa_min):
             self._no_improvement = 0
-            self._ewa_inertia_min = self._ewa_inertia
+            self._ewa_min = self._ewa
+            self._ewa_inertia_min = self._ewa.value
         else:
             self._no_improvement += 1
 
@@ -513,49 +519,27 @@ class MiniBatchKMeans(BaseEstimator):
             check_cancelled()
         assert best_centers is not None
 
-        centers = best_centers
-        centers_new = np.empty_like(centers)
-        self._counts = np.zeros(self.n_clusters, dtype=X.dtype)
-        self._ewa_inertia: float | None = None
-        self._ewa_inertia_min: float | None = None
-        self._no_improvement = 0
-        self._n_since_last_reassign = 0
-
+        # The batch inertias only steer early stopping (and verbose lines, and
+        # ``inertia_`` without labels). Where nothing else shows them they are
+        # summed in the fastest order, and a stop the bounds cannot decide
+        # reruns the steps in scikit-learn's order (see _early_stop).
+        inertia = "exact"
+        if not self.verbose and self.compute_labels and X.dtype == np.float64:
+            inertia = "bounded" if self.max_no_improvement is not None else "none"
+        rerun = (random_state.get_state(), best_centers.copy()) if inertia != "exact" else None
+        self._steps_reported = 0
+        try:
+            centers, step, batch_inertia = self._minibatch_steps(
+                X, sample_weight, best_centers, random_state, inertia
+            )
+        except _early_stop.Undecided:
+            assert rerun is not None
+            random_state.set_state(rerun[0])
+            centers, step, batch_inertia = self._minibatch_steps(
+                X, sample_weight, rerun[1], random_state, "exact"
+            )
         batch_size = self._batch_size
         n_steps = (self.max_iter * n_samples) // batch_size
-        workspace = steps.StepWorkspace(batch_size, self.n_clusters, n_features, X.dtype)
-        verbose = bool(self.verbose)
-        step = 0
-        batch_inertia = 0.0
-        blas = _blas.held(1)
-        with workspace, blas:
-            for step in range(n_steps):
-                blas.breathe()
-                batch_idx = random_state.randint(0, n_samples, batch_size)
-                batch_inertia = steps.mini_batch_step(
-                    X,
-                    sample_weight,
-                    centers,
-                    centers_new,
-                    self._counts,
-                    random_state,
-                    workspace,
-                    random_reassign=self._random_reassign(),
-                    reassignment_ratio=self.reassignment_ratio,
-                    verbose=verbose,
-                    rows=batch_idx,
-                )
-                if self._tol > 0.0:
-                    centers_squared_diff = np.sum((centers_new - centers) ** 2)
-                else:
-                    centers_squared_diff = 0
-                centers, centers_new = centers_new, centers
-                if self._mini_batch_convergence(
-                    step, n_steps, n_samples, centers_squared_diff, batch_inertia
-                ):
-                    break
-                report_progress(step + 1, n_steps, "fit")
-                check_cancelled()
 
         self.cluster_centers_ = centers
         self._n_features_out = self.cluster_centers_.shape[0]
@@ -578,9 +562,77 @@ class MiniBatchKMeans(BaseEstimator):
         else:
             # A single step leaves no smoothed value (scikit-learn raises a
             # TypeError here); that step's mean batch inertia is the estimate.
-            self.inertia_ = batch_inertia / batch_size * n_samples
+            self.inertia_ = batch_inertia.value / batch_size * n_samples
         report_progress(n_steps, n_steps, "fit")
         return X
+
+    def _minibatch_steps(
+        self,
+        X: np.ndarray,
+        sample_weight: np.ndarray | None,
+        centers: np.ndarray,
+        random_state: np.random.RandomState,
+        inertia: str,
+    ) -> tuple[np.ndarray, int, Bounded]:
+        """The minibatch loop from initial ``centers`` (overwritten).
+
+        Returns the final centers, the last step's index and its batch
+        inertia. ``inertia`` is :func:`._kmeans_steps.mini_batch_step`'s; with
+        "bounded", :class:`_early_stop.Undecided` may interrupt the loop
+        (progress already reported is not reported again by a rerun).
+        """
+        n_samples, n_features = X.shape
+        centers_new = np.empty_like(centers)
+        self._counts = np.zeros(self.n_clusters, dtype=X.dtype)
+        self._ewa: Bounded | None = None
+        self._ewa_min: Bounded | None = None
+        self._ewa_inertia: float | None = None
+        self._ewa_inertia_min: float | None = None
+        self._no_improvement = 0
+        self._n_since_last_reassign = 0
+        signed = sample_weight is not None and bool((sample_weight < 0).any())
+        reported = self._steps_reported
+
+        batch_size = self._batch_size
+        n_steps = (self.max_iter * n_samples) // batch_size
+        workspace = steps.StepWorkspace(batch_size, self.n_clusters, n_features, X.dtype)
+        verbose = bool(self.verbose)
+        step = 0
+        batch_inertia = Bounded(0.0, 0.0)
+        blas = _blas.held(1)
+        with workspace, blas:
+            for step in range(n_steps):
+                blas.breathe()
+                batch_idx = random_state.randint(0, n_samples, batch_size)
+                batch_inertia = steps.mini_batch_step(
+                    X,
+                    sample_weight,
+                    centers,
+                    centers_new,
+                    self._counts,
+                    random_state,
+                    workspace,
+                    random_reassign=self._random_reassign(),
+                    reassignment_ratio=self.reassignment_ratio,
+                    verbose=verbose,
+                    rows=batch_idx,
+                    inertia=inertia,
+                    signed_weights=signed,
+                )
+                if self._tol > 0.0:
+                    centers_squared_diff = np.sum((centers_new - centers) ** 2)
+                else:
+                    centers_squared_diff = 0
+                centers, centers_new = centers_new, centers
+                if self._mini_batch_convergence(
+                    step, n_steps, n_samples, centers_squared_diff, batch_inertia
+                ):
+                    break
+                if step + 1 > reported:
+                    reported = self._steps_reported = step + 1
+                    report_progress(step + 1, n_steps, "fit")
+                check_cancelled()
+        return centers, step, batch_inertia
 
     def partial_fit(self, X: Any, y: object = None, sample_weight: Any = None) -> MiniBatchKMeans:
         """Update the centers with one minibatch (the whole of X).
