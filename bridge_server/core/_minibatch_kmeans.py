@@ -499,8 +499,11 @@ class MiniBatchKMeans(BaseEstimator):
         init = self._checked_init(X)
 
         valid_idx = random_state.randint(0, n_samples, self._init_size)
-        X_valid = X[valid_idx]
-        sw_valid = None if sample_weight is None else sample_weight[valid_idx]
+        # The validation inertia only chooses between inits (and is printed):
+        # with one init and no verbose lines nothing needs it.
+        validate = self._n_init > 1 or bool(self.verbose)
+        X_valid = X[valid_idx] if validate else X[:0]
+        sw_valid = None if sample_weight is None or not validate else sample_weight[valid_idx]
 
         best_inertia = None
         best_centers = None
@@ -511,7 +514,7 @@ class MiniBatchKMeans(BaseEstimator):
                 X, init, random_state, sample_weight, init_size=self._init_size
             )
             # In scikit-learn's order (the default): the best init is chosen on it.
-            inertia = steps.labels_inertia(X_valid, sw_valid, centers)
+            inertia = steps.labels_inertia(X_valid, sw_valid, centers) if validate else 0.0
             if self.verbose:
                 emit_verbose(f"Inertia for init {init_idx + 1}/{self._n_init}: {inertia}")
             if best_inertia is None or inertia < best_inertia:
