@@ -14,7 +14,9 @@ milliseconds after each call, and would otherwise share the cores with the
 core's next run; ``--back-to-back`` times without it. "predict" repeats a
 fitted model's predict (the core reuses its grid of certain cells for
 unchanged centers); "predict, cold" rebuilds it per call.
-Run ``python benchmarks/core_vs_sklearn.py [--quick] [--repeats N]``.
+Run ``python benchmarks/core_vs_sklearn.py [--quick] [--repeats N]``;
+``--stops`` times nothing and reports how close each case's early-stopping
+comparisons came to the bounds they are decided with (seeds 0-4).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from harness import compare, print_table, summarise  # noqa: E402
 from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans  # noqa: E402
 from sklearn.datasets import make_blobs  # noqa: E402
 
-from bridge_server.core import MiniBatchKMeans, _prune  # noqa: E402
+from bridge_server.core import MiniBatchKMeans, _early_stop, _prune  # noqa: E402
 
 
 def seed_case() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -79,6 +81,54 @@ def cold_predict(est: MiniBatchKMeans, X: np.ndarray) -> np.ndarray:
     """``est.predict(X)`` with no grid kept from an earlier call."""
     _prune.clear_cache()
     return est.predict(X)
+
+
+def stops(only: str | None, seeds: range = range(5)) -> None:
+    """How close the early-stopping comparisons of the core's fits came to their bounds.
+
+    For each case and ``random_state`` in ``seeds``: the number of "did the
+    smoothed inertia improve" comparisons, the smallest gap between the two
+    values compared and the largest bound carried (both relative to the
+    values), and how many fits reran their steps in scikit-learn's order
+    because a comparison fell inside the bounds (see ``_early_stop``).
+    Observes the core by wrapping two of its functions; times nothing.
+    """
+    gaps: list[float] = []
+    bounds: list[float] = []
+    runs: list[str] = []
+    less = _early_stop.less
+    steps_loop = MiniBatchKMeans._minibatch_steps
+
+    def observed_less(a: _early_stop.Bounded, b: _early_stop.Bounded) -> bool:
+        scale = max(abs(a.value), abs(b.value)) or 1.0
+        gaps.append(abs(a.value - b.value) / scale)
+        bounds.append(max(a.error, b.error) / scale)
+        return less(a, b)
+
+    def observed_steps(self: MiniBatchKMeans, *args: Any) -> Any:
+        runs.append(args[-1])
+        return steps_loop(self, *args)
+
+    _early_stop.less = observed_less  # type: ignore[assignment]
+    MiniBatchKMeans._minibatch_steps = observed_steps  # type: ignore[method-assign]
+    try:
+        for name, make in CASES.items():
+            if only and only not in name:
+                continue
+            X, _, params = make()
+            for seed in seeds:
+                gaps.clear(), bounds.clear(), runs.clear()
+                est = MiniBatchKMeans(**dict(params, random_state=seed)).fit(X)
+                print(
+                    f"{name}, random_state={seed}: {len(gaps)} comparisons, "
+                    f"closest {min(gaps, default=float('nan')):.1e}, "
+                    f"largest bound {max(bounds, default=float('nan')):.1e}, "
+                    f"modes {'+'.join(runs)}, n_steps_ {est.n_steps_}",
+                    flush=True,
+                )
+    finally:
+        _early_stop.less = less  # type: ignore[assignment]
+        MiniBatchKMeans._minibatch_steps = steps_loop  # type: ignore[method-assign]
 
 
 def run(repeats: int, warmup: int, only: str | None, rewarm: bool = True) -> None:
@@ -143,7 +193,15 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="time each run right after the other library's (no untimed re-warm run before it)",
     )
+    parser.add_argument(
+        "--stops",
+        action="store_true",
+        help="time nothing; report how close early stopping came to its bounds (seeds 0-4)",
+    )
     args = parser.parse_args(argv)
+    if args.stops:
+        stops(args.case)
+        return
     repeats, warmup = (1, 0) if args.quick else (args.repeats, 1)
     run(repeats, warmup, args.case, rewarm=not (args.back_to_back or args.quick))
 

@@ -7,7 +7,8 @@ squared differences whose last bits depend on the order of its additions
 scikit-learn's order costs a minibatch step several NumPy passes. The
 comparisons that steer the fit are almost never that close: in the
 benchmark fits the smallest relative gap between two compared values was
-about 1e-8, where the bounds below are about 1e-13.
+about 1e-8, where the bounds below are at most about 1e-11
+(``benchmarks/core_vs_sklearn.py --stops``).
 
 So a fit may sum each batch inertia in the fastest order, carry a rigorous
 bound on its distance from any other order's value (:class:`Bounded`)
