@@ -25,12 +25,17 @@ absolute values and ``gamma_j = j u / (1 - j u)``; two evaluations are within
 twice that (plus ``m`` subnormals each for underflow). Each later operation
 (the mean's division, the smoothing's products and sum) is applied to both
 evaluations and rounds each once: :class:`Bounded` adds those roundings to
-the propagated difference. Values summed in scikit-learn's order carry no
-error, and the same operations on them give the same results.
+the propagated difference, plus a few smallest subnormals (the absolute
+error of a rounding in the subnormal range). A value whose bound reaches
+past the largest float is never compared: either side may have overflowed.
+Values summed in scikit-learn's order carry no error, and the same
+operations on them give the same results.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -40,6 +45,10 @@ _U = 2.0**-53
 
 #: Slack on each new rounding term, for the rounding of the bound's own arithmetic.
 _SLACK = 1.01
+
+#: Added to each new rounding term: a rounding in float64's subnormal range is
+#: off by up to half the smallest subnormal, whatever the value's size.
+_TINY = 4 * 2.0**-1074
 
 #: Factor on a bound carried from step to step: covers the few roundings of
 #: carrying it (computed products and sums may fall short by about 3u), and
@@ -68,19 +77,22 @@ class Bounded(NamedTuple):
         ``magnitude`` bounds the sum of the terms' absolute values (the
         total itself when no term is negative).
         """
-        info = np.finfo(dtype)
-        u = float(info.eps) / 2
+        total, magnitude = float(total), float(magnitude)  # Python floats overflow quietly
+        u, tiny = _unit_and_tiny(np.dtype(dtype))
         m = n_terms + 1
         gamma = m * u / (1 - m * u)
-        error = 2 * gamma * abs(magnitude) * _SLACK + 2 * n_terms * float(info.smallest_subnormal)
-        return cls(float(total), error)
+        error = 2 * gamma * abs(magnitude) * _SLACK + 2 * n_terms * tiny
+        if not math.isfinite(abs(total) + error):
+            # Near the largest float another order may overflow (or ours did).
+            error = math.inf
+        return cls(total, error)
 
     def divided(self, divisor: float) -> Bounded:
         """``self / divisor`` (a positive count), rounded once on either side."""
         value = self.value / divisor
         if self.error == 0.0:  # the same value, divided the same way
             return Bounded(value, 0.0)
-        error = self.error / divisor * _CARRY + 2 * _U * abs(value) * _SLACK
+        error = self.error / divisor * _CARRY + (2 * _U * abs(value) * _SLACK + _TINY)
         return Bounded(value, error)
 
     def smoothed(self, new: Bounded, alpha: float) -> Bounded:
@@ -98,7 +110,7 @@ class Bounded(NamedTuple):
         rounding = keep * (2 * abs(self.value) + self.error)
         rounding += alpha * (2 * abs(new.value) + new.error)
         rounding += 2 * abs(value) + carried
-        return Bounded(value, carried + _U * rounding * _SLACK)
+        return Bounded(value, carried + (_U * rounding * _SLACK + 3 * _TINY))
 
 
 def less(a: Bounded, b: Bounded) -> bool:
@@ -109,8 +121,17 @@ def less(a: Bounded, b: Bounded) -> bool:
     """
     if a.error == 0.0 and b.error == 0.0:
         return a.value < b.value
+    if not (math.isfinite(abs(a.value) + a.error) and math.isfinite(abs(b.value) + b.error)):
+        raise Undecided  # within the bounds of overflow: either value may be infinite
     if a.value + a.error < b.value - b.error:
         return True
     if a.value - a.error > b.value + b.error:
         return False
     raise Undecided
+
+
+@functools.cache
+def _unit_and_tiny(dtype: np.dtype) -> tuple[float, float]:
+    """``dtype``'s unit roundoff and smallest subnormal, as Python floats."""
+    info = np.finfo(dtype)
+    return float(info.eps) / 2, float(info.smallest_subnormal)

@@ -526,17 +526,23 @@ class MiniBatchKMeans(BaseEstimator):
         # ``inertia_`` without labels). Where nothing else shows them they are
         # summed in the fastest order, and a stop the bounds cannot decide
         # reruns the steps in scikit-learn's order (see _early_stop).
-        inertia = "exact"
+        inertia_mode = "exact"
         if not self.verbose and self.compute_labels and X.dtype == np.float64:
-            inertia = "bounded" if self.max_no_improvement is not None else "none"
-        rerun = (random_state.get_state(), best_centers.copy()) if inertia != "exact" else None
+            inertia_mode = "bounded" if self.max_no_improvement is not None else "none"
+        # (With random_state=None the random state is NumPy's global one: a rerun
+        # rewinds it, as a fit that had summed in scikit-learn's order would have
+        # drawn from there.)
+        rerun = (
+            (random_state.get_state(), best_centers.copy()) if inertia_mode == "bounded" else None
+        )
         self._steps_reported = 0
         try:
             centers, step, batch_inertia = self._minibatch_steps(
-                X, sample_weight, best_centers, random_state, inertia
+                X, sample_weight, best_centers, random_state, inertia_mode
             )
         except _early_stop.Undecided:
-            assert rerun is not None
+            if rerun is None:  # only the bounded mode can leave a comparison undecided
+                raise
             random_state.set_state(rerun[0])
             centers, step, batch_inertia = self._minibatch_steps(
                 X, sample_weight, rerun[1], random_state, "exact"
