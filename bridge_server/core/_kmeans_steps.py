@@ -33,6 +33,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import numpy as np
 
@@ -59,6 +60,9 @@ FAST_SQ_MIN_FEATURES = 8
 #: scoring stops screening for the next :data:`UNSCREENED_CALLS` calls.
 SCREEN_GIVE_UP = 4
 UNSCREENED_CALLS = 64
+
+#: How :func:`mini_batch_step` sums its batch inertia.
+InertiaMode = Literal["exact", "bounded", "none"]
 
 #: Blocks per thread below which labelling stays on the calling thread.
 PARALLEL_MIN_BLOCKS = 4
@@ -1096,7 +1100,7 @@ def mini_batch_step(
     reassignment_ratio: float,
     verbose: bool,
     rows: np.ndarray | None = None,
-    inertia: str = "exact",
+    inertia: InertiaMode = "exact",
     signed_weights: bool = False,
 ) -> Bounded:
     """One minibatch update: label, accumulate, maybe reassign.

@@ -443,7 +443,6 @@ class MiniBatchKMeans(BaseEstimator):
         else:
             alpha = min(self._batch_size * 2.0 / (n_samples + 1), 1)
             self._ewa = self._ewa.smoothed(batch, alpha)
-        self._ewa_inertia = self._ewa.value
 
         if self.verbose:
             emit_verbose(
@@ -459,7 +458,6 @@ class MiniBatchKMeans(BaseEstimator):
         if self._ewa_min is None or _early_stop.less(self._ewa, self._ewa_min):
             self._no_improvement = 0
             self._ewa_min = self._ewa
-            self._ewa_inertia_min = self._ewa.value
         else:
             self._no_improvement += 1
 
@@ -526,7 +524,7 @@ class MiniBatchKMeans(BaseEstimator):
         # ``inertia_`` without labels). Where nothing else shows them they are
         # summed in the fastest order, and a stop the bounds cannot decide
         # reruns the steps in scikit-learn's order (see _early_stop).
-        inertia_mode = "exact"
+        inertia_mode: steps.InertiaMode = "exact"
         if not self.verbose and self.compute_labels and X.dtype == np.float64:
             inertia_mode = "bounded" if self.max_no_improvement is not None else "none"
         # (With random_state=None the random state is NumPy's global one: a rerun
@@ -566,8 +564,8 @@ class MiniBatchKMeans(BaseEstimator):
                 on_block=self._block_done("labels"),
                 sklearn_order=False,
             )
-        elif self._ewa_inertia is not None:
-            self.inertia_ = self._ewa_inertia * n_samples
+        elif self._ewa is not None:
+            self.inertia_ = self._ewa.value * n_samples
         else:
             # A single step leaves no smoothed value (scikit-learn raises a
             # TypeError here); that step's mean batch inertia is the estimate.
@@ -581,7 +579,7 @@ class MiniBatchKMeans(BaseEstimator):
         sample_weight: np.ndarray | None,
         centers: np.ndarray,
         random_state: np.random.RandomState,
-        inertia: str,
+        inertia: steps.InertiaMode,
     ) -> tuple[np.ndarray, int, Bounded]:
         """The minibatch loop from initial ``centers`` (overwritten).
 
@@ -595,12 +593,9 @@ class MiniBatchKMeans(BaseEstimator):
         self._counts = np.zeros(self.n_clusters, dtype=X.dtype)
         self._ewa: Bounded | None = None
         self._ewa_min: Bounded | None = None
-        self._ewa_inertia: float | None = None
-        self._ewa_inertia_min: float | None = None
         self._no_improvement = 0
         self._n_since_last_reassign = 0
         signed = sample_weight is not None and bool((sample_weight < 0).any())
-        reported = self._steps_reported
 
         batch_size = self._batch_size
         n_steps = (self.max_iter * n_samples) // batch_size
@@ -637,8 +632,8 @@ class MiniBatchKMeans(BaseEstimator):
                     step, n_steps, n_samples, centers_squared_diff, batch_inertia
                 ):
                     break
-                if step + 1 > reported:
-                    reported = self._steps_reported = step + 1
+                if step + 1 > self._steps_reported:  # (a rerun reports only new steps)
+                    self._steps_reported = step + 1
                     report_progress(step + 1, n_steps, "fit")
                 check_cancelled()
         return centers, step, batch_inertia
