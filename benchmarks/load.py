@@ -12,6 +12,11 @@ loops ``fit -> predict -> get cluster_centers_`` on all of its instances
 concurrently until the time is up, then the run prints requests/s, latency
 percentiles, errors and misrouted replies. Loopback only; stops by itself.
 
+``--noisy N`` adds N connections that each run one endless verbose fit with
+64-row batches and read every event: thousands of events a second, from a
+worker that holds the GIL almost all the time. The figures then show what
+such a neighbour costs everyone else.
+
 With no ``--endpoint`` it starts a private server (``client_py.launcher``).
 """
 
@@ -27,9 +32,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import zmq
 
 from client_py import MiniBatchKMeans, PythonBridge, create_python_bridge
 from client_py.launcher import launch_server
+from protocol import encode, request
 
 #: Points per blob in an instance's training data.
 _BLOB_POINTS = 30
@@ -79,6 +86,8 @@ class LoadResult:
     p99_ms: float
     max_ms: float
     first_errors: list[str]
+    noisy: int = 0
+    noisy_messages: int = 0
 
     @property
     def requests_per_s(self) -> float:
@@ -95,6 +104,11 @@ class LoadResult:
             f"  errors     {self.errors}",
             f"  misrouted  {self.misrouted}",
         ]
+        if self.noisy:
+            lines.append(
+                f"  noisy      {self.noisy} endless verbose fits, "
+                f"{self.noisy_messages / self.duration:.0f} events/s read"
+            )
         lines += [f"  ! {e}" for e in self.first_errors]
         return "\n".join(lines)
 
@@ -162,6 +176,45 @@ async def _client(
         await py.disconnect()
 
 
+def _noisy_fit(endpoint: str, token: str, stop: threading.Event, received: list[int]) -> None:
+    """One connection running an endless verbose fit, reading every message until ``stop``.
+
+    Speaks the protocol directly (a fast reader in any language): ``hello``,
+    ``init``, a ``fit`` with 64-row batches and no early stop, then ``cancel``
+    and ``bye``. Appends the number of messages it read to ``received``.
+    """
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    count = 0
+    try:
+        sock.send_multipart(encode(request("hello", 1, token=token, versions=[1])))
+        if not sock.poll(30_000):
+            raise RuntimeError("the noisy client got no hello reply")
+        sock.recv_multipart()
+        opts = {
+            "n_clusters": 5,
+            "batch_size": 64,
+            "max_iter": 10**9,
+            "max_no_improvement": None,
+            "verbose": 1,
+            "random_state": 0,
+        }
+        X = np.random.RandomState(0).rand(20_000, 2)
+        init = request("init", 2, cls="MiniBatchKMeans", id="noisy", opts=opts)
+        sock.send_multipart(encode(init))
+        sock.send_multipart(encode(request("call", 3, id="noisy", method="fit", args={"X": X})))
+        while not stop.is_set():
+            if sock.poll(50):
+                sock.recv_multipart()
+                count += 1
+        sock.send_multipart(encode(request("cancel", 4, target=3)))
+        sock.send_multipart(encode(request("bye", 5)))
+    finally:
+        sock.close()
+        received.append(count)
+
+
 def run_load(
     endpoint: str,
     token: str,
@@ -169,6 +222,7 @@ def run_load(
     clients: int = 32,
     instances: int = 4,
     duration: float = 10.0,
+    noisy: int = 0,
 ) -> LoadResult:
     """Run ``clients`` threads, each with its own bridge and ``instances`` estimators.
 
@@ -182,8 +236,26 @@ def run_load(
         Estimators per client, driven concurrently.
     duration : float
         Seconds each client keeps starting new rounds.
+    noisy : int
+        Extra connections, each running an endless verbose fit and reading
+        its events (:func:`_noisy_fit`) for the whole run.
     """
     stats = [ClientStats() for _ in range(clients)]
+    stop_noise = threading.Event()
+    noise_counts: list[int] = []
+    noise = [
+        threading.Thread(
+            target=_noisy_fit,
+            args=(endpoint, token, stop_noise, noise_counts),
+            name=f"load-noisy-{n}",
+            daemon=True,
+        )
+        for n in range(noisy)
+    ]
+    for t in noise:
+        t.start()
+    if noisy:
+        time.sleep(1.0)  # the noisy fits are running before the clients start
     start = time.monotonic()
     deadline = start + duration
 
@@ -199,6 +271,9 @@ def run_load(
     for t in threads:
         t.join(duration + 120.0)
     elapsed = time.monotonic() - start
+    stop_noise.set()
+    for t in noise:
+        t.join(10.0)
     hung = sum(t.is_alive() for t in threads)
     latencies = np.array([x for s in stats for x in s.latencies]) * 1e3
     errors = [e for s in stats for e in s.errors] + ["client thread hung"] * hung
@@ -215,6 +290,8 @@ def run_load(
         p99_ms=float(pct[1]),
         max_ms=float(latencies.max()) if latencies.size else 0.0,
         first_errors=(errors + misrouted)[:5],
+        noisy=noisy,
+        noisy_messages=sum(noise_counts),
     )
 
 
@@ -224,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients (32)")
     parser.add_argument("--instances", type=int, default=4, help="instances per client (4)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (10)")
+    parser.add_argument(
+        "--noisy", type=int, default=0, help="extra connections running endless verbose fits (0)"
+    )
     parser.add_argument("--endpoint", help="a running server (default: start one)")
     parser.add_argument("--token", default=os.environ.get("SKBRIDGE_TOKEN"))
     parser.add_argument(
@@ -244,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             clients=args.clients,
             instances=args.instances,
             duration=args.duration,
+            noisy=args.noisy,
         )
     finally:
         if server is not None:

@@ -99,6 +99,18 @@ _PROGRESS_INTERVAL = 0.05
 _OUTBOX_EVENT_CAP = 10_000
 #: Retry period for replies held back by a full peer pipe.
 _BACKLOG_RETRY_S = 0.005
+#: Seconds a connection's events are dropped at the source after one met its
+#: full pipe. Trying each event costs an encode and a send that fails, and a
+#: send gives the GIL away to any busy worker (up to a switch interval back):
+#: against a peer that does not read, a verbose fit's thousands of events a
+#: second then kept the loop from everyone else's requests for seconds.
+_EVENT_STALL_S = 0.02
+#: Outbox items beyond which a pass answers finished calls first (each after
+#: its own earlier events), then sends other calls' events for at most
+#: :data:`_EVENT_BUDGET_S` before the loop reads requests again.
+_OUTBOX_SHORT = 64
+#: Seconds of other calls' events one outbox pass sends under back-pressure.
+_EVENT_BUDGET_S = 0.01
 #: Replies a connection may have waiting beyond max_inflight_per_session before the
 #: server decides it does not read (room for cancels and pings of a fair client).
 _BACKLOG_SLACK = 64
@@ -106,9 +118,20 @@ _BACKLOG_SLACK = 64
 #: The server process's GIL switch interval, in seconds (CPython's default is
 #: 0.005). A call that keeps the GIL busy with short NumPy operations (a fit
 #: with a tiny batch) hands it over only at forced switches, and the loop thread
-#: or another worker needs it hundreds of times per request: at 5 ms other
-#: clients waited seconds. A thread alone is never interrupted by it.
+#: or another worker needs it hundreds of times per request (every socket call
+#: and every BLAS product gives it away and then waits up to an interval to
+#: get it back): at 5 ms other clients waited seconds. A thread alone is never
+#: interrupted by it.
 GIL_SWITCH_INTERVAL_S = 0.0005
+#: The interval while a call has run for :data:`_LONG_CALL_S` or more. With one
+#: endless verbose fit of 64-row batches, 0.5 ms still let other clients'
+#: requests wait over a second (p99) and 0.1 ms kept them under 0.3 s; but
+#: among many short calls 0.1 ms cost a quarter of the throughput (each forced
+#: switch wakes another thread, dear on a VM), so it applies only while
+#: someone holds a worker for long.
+GIL_SWITCH_INTERVAL_LONG_CALL_S = 0.0001
+#: Seconds a call must have run for the shorter switch interval.
+_LONG_CALL_S = 0.2
 
 #: Seconds a call cancelled at shutdown has to stop before it is answered for.
 _CANCEL_WAIT_S = 3.0
@@ -167,6 +190,11 @@ class Server:
     context : zmq.Context, optional
         The ZeroMQ context to use (an embedding process may share its own, for
         ``inproc://`` endpoints); a private one by default.
+    manage_gil : bool
+        Set the process's GIL switch interval while serving
+        (:data:`GIL_SWITCH_INTERVAL_S`, or :data:`GIL_SWITCH_INTERVAL_LONG_CALL_S`
+        while a call has run long). For a process the server owns (:func:`run`
+        passes True); an embedding process keeps its own setting.
     """
 
     def __init__(
@@ -174,6 +202,8 @@ class Server:
         config: ServerConfig,
         estimators: Mapping[str, type] | None = None,
         context: zmq.Context | None = None,
+        *,
+        manage_gil: bool = False,
     ) -> None:
         if estimators is None:
             from bridge_server.core import ESTIMATORS
@@ -218,7 +248,19 @@ class Server:
         # replies are discarded and its messages ignored until it is quiet for a lease.
         self._backlog_cap = self.limits.max_inflight_per_session + _BACKLOG_SLACK
         self._overrun: dict[bytes, float] = {}
+        #: Connections whose pipe was full at their last event, and until when
+        #: (monotonic seconds) their events are dropped without trying; read by
+        #: workers too, to drop at the source.
+        self._event_stall: dict[bytes, float] = {}
         self._jobs: set[Job] = set()
+        #: Jobs a worker thread is executing, and since when (monotonic seconds):
+        #: written by workers, read by the loop (each operation atomic under the GIL).
+        self._executing: dict[Job, float] = {}
+        self._manage_gil = manage_gil
+        self._switch_interval = 0.0  # what this server last set (0: nothing yet)
+        self._switch_interval_before = sys.getswitchinterval()
+        #: When the oldest executing call turns long (monotonic), if it has not yet.
+        self._gil_recheck: float | None = None
         self._loop_ident = 0
         self._stop_reason: str | None = None
         self._stopping = False
@@ -270,11 +312,14 @@ class Server:
     def serve_forever(self) -> None:
         """Run the loop until a stop is requested and the work in flight is done."""
         self._loop_ident = threading.get_ident()
+        self._switch_interval_before = sys.getswitchinterval()
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         next_housekeeping = time.monotonic() + self._housekeeping_s
         while True:
+            if self._manage_gil:
+                self._tune_switch_interval(time.monotonic())
             ready = dict(poller.poll(self._poll_timeout_ms(next_housekeeping)))
             if self._wake_r in ready:
                 self._drain_wake()
@@ -300,9 +345,22 @@ class Server:
             deadline = min(deadline, now + _BACKLOG_RETRY_S)
         if self._stopping:
             deadline = min(deadline, now + 0.02)
+        if self._gil_recheck is not None:
+            deadline = min(deadline, self._gil_recheck)
         if self._outbox:
             return 0
         return max(0, int((deadline - now) * 1000) + 1)
+
+    def _tune_switch_interval(self, now: float) -> None:
+        """The short switch interval while some call has run long, the usual one otherwise."""
+        starts = list(self._executing.values())  # one atomic copy; workers add and remove
+        oldest = min(starts) if starts else None
+        long_call = oldest is not None and now - oldest >= _LONG_CALL_S
+        self._gil_recheck = oldest + _LONG_CALL_S if oldest is not None and not long_call else None
+        wanted = GIL_SWITCH_INTERVAL_LONG_CALL_S if long_call else GIL_SWITCH_INTERVAL_S
+        if wanted != self._switch_interval:
+            sys.setswitchinterval(wanted)
+            self._switch_interval = wanted
 
     def _wake(self) -> None:
         if not self._wake_pending:
@@ -584,11 +642,13 @@ class Server:
         """Worker-thread body: run the job, then hand the outcome to the loop."""
         ok: bool = False
         value: Any = None
+        self._executing[job] = time.monotonic()
         try:
             ok, value = self._execute(job)
         except BaseException as exc:  # _execute catches Exception; be sure to answer anyway
             ok, value = False, exc
         finally:
+            self._executing.pop(job, None)
             self._post(("done", job, ok, value))
 
     def _execute(self, job: Job) -> tuple[bool, Any]:
@@ -664,9 +724,20 @@ class Server:
             # Inline jobs run on the loop thread: send directly, in order.
             return lambda name, data: self._send_event(job, name, data)
 
+        conn = job.conn
+
         def post(name: str, data: dict[str, Any]) -> None:
-            if len(self._outbox) >= _OUTBOX_EVENT_CAP:
-                job.dropped_early += 1  # the loop is far behind: drop at the source
+            # Dropped at the source when the loop is far behind, or when the
+            # loop would drop it anyway (the peer's pipe is full or it does not
+            # read). The dicts are the loop's; a lookup is atomic under the GIL,
+            # and a stale answer only moves the drop to the loop.
+            if (
+                len(self._outbox) >= _OUTBOX_EVENT_CAP
+                or self._events_blocked(conn)
+                or conn in self._backlog
+                or conn in self._overrun
+            ):
+                job.dropped_early += 1
                 return
             self._post(("ev", job, name, data))
 
@@ -680,22 +751,49 @@ class Server:
         """Send what workers posted, up to what was there when the pass began.
 
         Workers may post events faster than the loop sends them; draining
-        until empty would then never end, and no request would be read.
+        until empty would then never end, and no request would be read. A
+        short outbox goes in order. A long one means some call emits events
+        faster than they go out: its finished calls are answered first (each
+        after its own earlier events: per request, events stay in order and
+        precede the reply), then other calls' events are sent for at most
+        :data:`_EVENT_BUDGET_S`; the rest wait, in order, for the next pass.
+        So a reply never waits behind thousands of another call's events.
         """
         outbox = self._outbox
-        for _ in range(len(outbox)):
-            item = outbox.popleft()
-            try:
-                if item[0] == "ev":
-                    _, job, name, data = item
-                    if not job.answered:
-                        self._send_event(job, name, data)
-                else:
-                    _, job, ok, value = item
-                    self._complete(job, ok, value)
-                    self._advance(job.instance)
-            except Exception:
-                log.exception("internal error while sending a worker's message")
+        n = len(outbox)
+        if n <= _OUTBOX_SHORT:
+            for _ in range(n):
+                self._handle_posted(outbox.popleft())
+            return
+        items = [outbox.popleft() for _ in range(n)]
+        finished = {item[1] for item in items if item[0] == "done"}
+        later = []
+        for item in items:
+            if item[1] in finished:
+                self._handle_posted(item)
+            else:
+                later.append(item)
+        deadline = time.monotonic() + _EVENT_BUDGET_S
+        for i, item in enumerate(later):
+            if i and time.monotonic() >= deadline:
+                # Ahead of whatever workers posted meanwhile (appended on the right).
+                outbox.extendleft(reversed(later[i:]))
+                return
+            self._handle_posted(item)
+
+    def _handle_posted(self, item: tuple[Any, ...]) -> None:
+        """Send one outbox item: an event of a running call, or a finished call's reply."""
+        try:
+            if item[0] == "ev":
+                _, job, name, data = item
+                if not job.answered:
+                    self._send_event(job, name, data)
+            else:
+                _, job, ok, value = item
+                self._complete(job, ok, value)
+                self._advance(job.instance)
+        except Exception:
+            log.exception("internal error while sending a worker's message")
 
     def _complete(self, job: Job, ok: bool, value: Any) -> None:
         """A job has finished: free its instance, answer it (unless already answered)."""
@@ -783,9 +881,16 @@ class Server:
             header["dropped"] = dropped
         self._send_frames(conn, encode(header), None)
 
+    def _events_blocked(self, conn: bytes) -> bool:
+        """Whether events to ``conn`` are dropped untried (its pipe was full just now)."""
+        until = self._event_stall.get(conn)
+        return until is not None and time.monotonic() < until
+
     def _send_event(self, job: Job, name: str, data: dict[str, Any]) -> None:
-        if job.conn in self._backlog or job.conn in self._overrun:
-            # Replies to it are waiting, or it does not read: drop before encoding.
+        conn = job.conn
+        if conn in self._backlog or conn in self._overrun or self._events_blocked(conn):
+            # Replies to it are waiting, it does not read, or its pipe was full
+            # a moment ago: drop before encoding.
             job.dropped += 1
             return
         try:
@@ -818,6 +923,7 @@ class Server:
                 self._backlog[conn] = deque([frames])
             else:
                 job.dropped += 1
+                self._event_stall[conn] = time.monotonic() + _EVENT_STALL_S
         except zmq.ZMQError as exc:
             if exc.errno == errno.EHOSTUNREACH:
                 self._peer_gone(conn)
@@ -853,12 +959,14 @@ class Server:
             self.config.lease_s,
         )
         self._backlog.pop(conn, None)
+        self._event_stall.pop(conn, None)
         self.sessions.forget_conn(conn)
         self._overrun[conn] = time.monotonic() + self.config.lease_s
 
     def _peer_gone(self, conn: bytes) -> None:
         log.info("a connection went away; its replies are discarded")
         self._backlog.pop(conn, None)
+        self._event_stall.pop(conn, None)
         self.sessions.forget_conn(conn)
 
     # ----------------------------------------------------------- housekeeping
@@ -869,6 +977,9 @@ class Server:
         if self._overrun:
             for conn in [c for c, until in self._overrun.items() if until <= now]:
                 del self._overrun[conn]
+        if self._event_stall:
+            for conn in [c for c, until in self._event_stall.items() if until <= now]:
+                del self._event_stall[conn]
         if self.config.parent_pid is not None and self._stop_reason is None:
             if not self._parent_alive():
                 log.warning("parent process %d is gone; stopping", self.config.parent_pid)
@@ -919,6 +1030,9 @@ class Server:
         return not self._jobs
 
     def _close(self) -> None:
+        if self._manage_gil and self._switch_interval:
+            sys.setswitchinterval(self._switch_interval_before)
+            self._switch_interval = 0.0
         for session in self.sessions.all():
             self._close_session(session, "server stopped")
         deadline = time.monotonic() + 1.0
@@ -1014,9 +1128,8 @@ def run(config: ServerConfig, estimators: Mapping[str, type] | None = None) -> i
         if not _pid_alive(config.parent_pid):
             log.error("parent process %d is already gone", config.parent_pid)
             return 1
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # see the constant: bounds GIL waits
     route_warnings_to_callers()  # NumPy's warnings in a call reach its caller, not our stderr
-    server = Server(config, estimators)
+    server = Server(config, estimators, manage_gil=True)  # bounds GIL waits: see the constants
     try:
         endpoint = server.bind()
     except zmq.ZMQError as exc:

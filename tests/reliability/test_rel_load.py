@@ -34,3 +34,18 @@ def test_small_load_has_no_errors_and_no_misrouted_replies(server):
     assert result.errors == 0, result.first_errors
     assert result.misrouted == 0, result.first_errors
     assert result.requests > 8 * 3 * 3
+
+
+def test_an_endless_verbose_fit_does_not_starve_other_clients(launch):
+    # A neighbour runs an endless verbose fit of 64-row batches and reads its
+    # events, thousands a second, from a worker that holds the GIL almost all
+    # the time. Every other request gives the GIL away at each socket call and
+    # BLAS product and waits for it back, and its reply queued behind the
+    # events: requests here once took 3-9 s (p50) and up to 25 s.
+    srv = launch("--workers", "2")
+    result = load.run_load(srv.endpoint, srv.token, clients=4, instances=2, duration=3.0, noisy=1)
+    print(result.report())
+    assert result.errors == 0, result.first_errors
+    assert result.misrouted == 0, result.first_errors
+    assert result.noisy_messages > 0  # the neighbour ran and read its events
+    assert result.max_ms < 5000  # everyone else is served meanwhile

@@ -13,11 +13,17 @@ import threading
 import time
 
 import numpy as np
+import pytest
 import zmq
-from server_wire import Wire
+from server_wire import Wire, result_of
 
 from bridge_server.config import ServerConfig
-from bridge_server.server import GIL_SWITCH_INTERVAL_S, Server
+from bridge_server.server import (
+    _LONG_CALL_S,
+    GIL_SWITCH_INTERVAL_LONG_CALL_S,
+    GIL_SWITCH_INTERVAL_S,
+    Server,
+)
 from protocol import decode
 
 
@@ -70,11 +76,24 @@ def test_events_are_dropped_and_counted_but_the_reply_arrives():
     assert not thread.is_alive()
 
 
+def _drain(sock: zmq.Socket, stop: threading.Event, seen: list[int]) -> None:
+    """Read and count every message on ``sock`` until ``stop`` (a client that keeps up)."""
+    count = 0
+    while not stop.is_set():
+        if sock.poll(20):
+            sock.recv_multipart()
+            count += 1
+    seen.append(count)
+
+
 def test_a_flood_of_events_does_not_keep_the_loop_from_other_requests():
     # Workers can post events faster than the loop sends them. The loop must
     # still come back to its socket between outbox passes: it once drained
     # the outbox until it was empty, which a steady flood never let happen,
-    # and every other client's requests waited unread.
+    # and every other client's requests waited unread. And another call's
+    # reply must not wait behind the flood: it once queued behind up to 10,000
+    # events, each a send that gives the GIL away to the flooding threads and
+    # waits for it back, and took seconds.
     switch = sys.getswitchinterval()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # as the server process runs
     ctx = zmq.Context()
@@ -83,19 +102,23 @@ def test_a_flood_of_events_does_not_keep_the_loop_from_other_requests():
     server.bind()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    quiet = Wire("inproc://skbridge-flood", context=ctx, rcvhwm=5)
+    noisy = Wire("inproc://skbridge-flood", context=ctx)
     other = Wire("inproc://skbridge-flood", context=ctx)
     stop = threading.Event()
+    stop_reading = threading.Event()
+    seen: list[int] = []
+    reader = threading.Thread(target=_drain, args=(noisy.sock, stop_reading, seen), daemon=True)
     try:
-        quiet.hello("t")
-        quiet.init("km", n_clusters=3, random_state=0, max_iter=10**6, max_no_improvement=None)
+        noisy.hello("t")
+        noisy.init("km", n_clusters=3, random_state=0, max_iter=10**6, max_no_improvement=None)
         X = np.random.RandomState(0).rand(20_000, 2)
-        rid = quiet.send("call", id="km", method="fit", args={"X": X})
+        rid = noisy.send("call", id="km", method="fit", args={"X": X})
         deadline = time.monotonic() + 10
         while not server._jobs and time.monotonic() < deadline:
             time.sleep(0.01)
         (job,) = server._jobs
         post = server._emitter(job)  # what a worker's verbose callback calls
+        reader.start()  # its events go out: the flood reaches the loop's outbox
 
         def flood() -> None:
             # Bursts with the GIL released between them, as compute would.
@@ -113,14 +136,74 @@ def test_a_flood_of_events_does_not_keep_the_loop_from_other_requests():
             started = time.monotonic()
             assert other.ok("ping", timeout=5)["time"] > 0
             assert time.monotonic() - started < 2
+        other.init("small", n_clusters=2, random_state=0, n_init=1)
+        Xs = np.random.RandomState(1).rand(100, 2)
+        for _ in range(3):
+            started = time.monotonic()
+            other.call("small", "fit", timeout=10, X=Xs)  # a worker's job: answered via the outbox
+            assert time.monotonic() - started < 2
+        assert len(server._outbox) > 100  # the flood was still on
         stop.set()
         for flooder in flooders:
             flooder.join(5)
-        assert quiet.ok("cancel", target=rid) == {"found": True}
+        stop_reading.set()
+        reader.join(5)
+        assert seen[0] > 0  # its events went out (those meeting a full pipe are dropped)
+        cancel = noisy.send("cancel", target=rid)
+        assert result_of(noisy.collect(cancel)[0]) == {"found": True}
     finally:
         sys.setswitchinterval(switch)
         stop.set()
+        stop_reading.set()
         server.request_stop("test over", grace=0)
         thread.join(10)
-        quiet.close()
+        noisy.close()
         other.close()
+
+
+def test_the_switch_interval_is_short_only_while_a_call_runs_long():
+    # A call that keeps the GIL busy (a fit of tiny batches) makes every other
+    # thread wait up to a switch interval each time it gives the GIL away
+    # (a socket call, a BLAS product). A short interval bounds that, but costs
+    # throughput among many short calls, so the server uses it only while a
+    # call has run long, and restores the process's own setting when it stops.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.004)  # the embedding process's own setting
+    ctx = zmq.Context()
+    config = ServerConfig(bind="inproc://skbridge-gil", token="t", workers=2)
+    server = Server(config, context=ctx, manage_gil=True)
+    server.bind()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    w = Wire("inproc://skbridge-gil", context=ctx)
+
+    def wait_for(interval: float) -> float:
+        started = time.monotonic()
+        while abs(sys.getswitchinterval() - interval) > 1e-9:  # stored in microseconds
+            assert time.monotonic() - started < 10, sys.getswitchinterval()
+            time.sleep(0.005)
+        return time.monotonic() - started
+
+    try:
+        thread.start()
+        w.hello("t")
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
+        w.init("short", n_clusters=2, random_state=0, n_init=1)
+        w.call("short", "fit", X=np.random.RandomState(1).rand(100, 2))
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
+        w.init("long", n_clusters=3, random_state=0, max_iter=10**6, max_no_improvement=None)
+        rid = w.send("call", id="long", method="fit", args={"X": np.random.rand(20_000, 2)})
+        assert wait_for(GIL_SWITCH_INTERVAL_LONG_CALL_S) >= _LONG_CALL_S
+        assert w.ok("cancel", target=rid) == {"found": True}
+        assert w.collect(rid)[0]["error"]["type"] == "CallCancelled"
+        wait_for(GIL_SWITCH_INTERVAL_S)  # nothing runs long any more
+        server.request_stop("test over")
+        thread.join(10)
+        assert not thread.is_alive()
+        assert sys.getswitchinterval() == pytest.approx(0.004)
+    finally:
+        sys.setswitchinterval(switch)
+        if thread.is_alive():
+            server.request_stop("test over", grace=0)
+            thread.join(10)
+        w.close()
+        ctx.destroy(linger=0)
