@@ -365,8 +365,11 @@ class Server:
     def _wake(self) -> None:
         if not self._wake_pending:
             self._wake_pending = True
+            fd = self._wake_w
+            if fd < 0:
+                return  # stopped: a late stop request, or a call that ignored its cancel
             try:
-                os.write(self._wake_w, b"x")
+                os.write(fd, b"x")
             except BlockingIOError:
                 pass  # the pipe is full of wake-ups already
 
@@ -1043,8 +1046,12 @@ class Server:
         self._router.close(linger=_LINGER_MS)
         if self._own_context:
             self._zctx.term()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        # Marked closed first: a late stop request, or the "done" of a call that
+        # ignored its cancel, must not write to a closed (or reused) descriptor.
+        wake_r, wake_w = self._wake_r, self._wake_w
+        self._wake_r = self._wake_w = -1
+        os.close(wake_r)
+        os.close(wake_w)
         log.info("stopped (%s)", self._stop_reason)
 
     @property
