@@ -263,6 +263,10 @@ class PythonBridge:
         """
         if self._closed:
             return
+        if self._heartbeat is not None:
+            # bye ends the session under the heartbeat's feet: a ping answered
+            # after it is refused, which must not be reported as a break.
+            self._heartbeat.request_stop()
         if self._sock is not None and self._broken is None:
             with contextlib.suppress(Exception):
                 await self.request("bye", {}, timeout=2.0, cancellable=False)
@@ -739,9 +743,13 @@ class _Heartbeat(threading.Thread):
         self._stopping = threading.Event()
         self._rids = itertools.count(1)
 
+    def request_stop(self) -> None:
+        """Ask the thread to end, without waiting; it reports nothing from now on."""
+        self._stopping.set()
+
     def stop(self) -> None:
         """Ask the thread to end and wait for it briefly."""
-        self._stopping.set()
+        self.request_stop()
         if self.is_alive() and threading.current_thread() is not self:
             self.join(1.0)
 

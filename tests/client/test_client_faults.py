@@ -198,3 +198,23 @@ def test_no_orphan_server_at_normal_exit() -> None:
     while not _gone(server_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _gone(server_pid)
+
+
+async def test_disconnect_never_reports_its_own_heartbeat_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # bye closes the session; a heartbeat ping answered after it was refused
+    # ("this connection has not authenticated") and the bridge logged a
+    # warning as if the connection had broken. Pings every millisecond make
+    # the race likely within a few dozen disconnects.
+    server = launch_server(data_dir=tmp_path, extra_args=["--heartbeat", "0.001"])
+    try:
+        for _ in range(80):
+            py = await create_python_bridge(address=server.endpoint, token=server.token)
+            await asyncio.sleep(0.01)  # the heartbeat has joined the session
+            with caplog.at_level("WARNING", logger="client_py"):
+                await py.disconnect()
+            await asyncio.sleep(0.02)  # a late report would arrive now
+        assert not [r.getMessage() for r in caplog.records if r.name.startswith("client_py")]
+    finally:
+        server.stop()
