@@ -187,12 +187,17 @@ def test_the_switch_interval_is_short_only_while_a_call_runs_long():
         thread.start()
         w.hello("t")
         assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
-        w.init("short", n_clusters=2, random_state=0, n_init=1)
-        w.call("short", "fit", X=np.random.RandomState(1).rand(100, 2))
-        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S)
         w.init("long", n_clusters=3, random_state=0, max_iter=10**6, max_no_improvement=None)
-        rid = w.send("call", id="long", method="fit", args={"X": np.random.rand(20_000, 2)})
-        assert wait_for(GIL_SWITCH_INTERVAL_LONG_CALL_S) >= _LONG_CALL_S
+        X = np.random.rand(20_000, 2)
+        sent = time.monotonic()
+        rid = w.send("call", id="long", method="fit", args={"X": X})
+        while True:  # not before the call has run _LONG_CALL_S (it starts after `sent`)
+            interval = sys.getswitchinterval()
+            if time.monotonic() - sent >= _LONG_CALL_S * 0.75:
+                break
+            assert interval == pytest.approx(GIL_SWITCH_INTERVAL_S)
+            time.sleep(0.005)
+        wait_for(GIL_SWITCH_INTERVAL_LONG_CALL_S)  # and then it is shortened
         assert w.ok("cancel", target=rid) == {"found": True}
         assert w.collect(rid)[0]["error"]["type"] == "CallCancelled"
         wait_for(GIL_SWITCH_INTERVAL_S)  # nothing runs long any more
