@@ -15,12 +15,17 @@ Threading model
 * Workers never touch the socket: they append ``("ev", job, name, data)`` and
   ``("done", job, ok, value)`` items to :attr:`Server._outbox` (a deque, safe
   across threads) and wake the loop through a pipe the poller watches. The
-  loop encodes and sends; it alone counts dropped events, so a reply's
-  ``dropped`` is exact.
+  loop encodes and sends. An event is dropped by the worker when the loop is
+  far behind or the peer's replies already wait, and by the loop when the
+  peer's pipe is full; both counts (the worker's under a lock: a call's helper
+  threads post too) make the reply's ``dropped``, which is exact. When the
+  outbox is long, finished calls are answered first (each after its own
+  earlier events), and other calls' events get a bounded time per pass.
 
 The server process runs with a 0.5 ms GIL switch interval
-(:data:`GIL_SWITCH_INTERVAL_S`), so a call that keeps the GIL busy cannot
-hold the loop thread and other workers up for long.
+(:data:`GIL_SWITCH_INTERVAL_S`), and 0.1 ms while a call has run for 0.2 s
+(:data:`GIL_SWITCH_INTERVAL_LONG_CALL_S`), so a call that keeps the GIL busy
+cannot hold the loop thread and other workers up for long.
 
 Replies are never dropped: the socket is ``ROUTER_MANDATORY`` and sends are
 non-blocking; a reply that meets a full pipe waits in a per-peer backlog and is
@@ -99,12 +104,6 @@ _PROGRESS_INTERVAL = 0.05
 _OUTBOX_EVENT_CAP = 10_000
 #: Retry period for replies held back by a full peer pipe.
 _BACKLOG_RETRY_S = 0.005
-#: Seconds a connection's events are dropped at the source after one met its
-#: full pipe. Trying each event costs an encode and a send that fails, and a
-#: send gives the GIL away to any busy worker (up to a switch interval back):
-#: against a peer that does not read, a verbose fit's thousands of events a
-#: second then kept the loop from everyone else's requests for seconds.
-_EVENT_STALL_S = 0.02
 #: Outbox items beyond which a pass answers finished calls first (each after
 #: its own earlier events), then sends other calls' events for at most
 #: :data:`_EVENT_BUDGET_S` before the loop reads requests again.
@@ -193,8 +192,10 @@ class Server:
     manage_gil : bool
         Set the process's GIL switch interval while serving
         (:data:`GIL_SWITCH_INTERVAL_S`, or :data:`GIL_SWITCH_INTERVAL_LONG_CALL_S`
-        while a call has run long). For a process the server owns (:func:`run`
-        passes True); an embedding process keeps its own setting.
+        while a call has run long), and restore it when the loop ends. For a
+        process the server owns (:func:`run` passes True); an embedding process
+        keeps its own setting. The interval is process-wide: at most one
+        serving server per process should manage it.
     """
 
     def __init__(
@@ -248,10 +249,13 @@ class Server:
         # replies are discarded and its messages ignored until it is quiet for a lease.
         self._backlog_cap = self.limits.max_inflight_per_session + _BACKLOG_SLACK
         self._overrun: dict[bytes, float] = {}
-        #: Connections whose pipe was full at their last event, and until when
-        #: (monotonic seconds) their events are dropped without trying; read by
-        #: workers too, to drop at the source.
-        self._event_stall: dict[bytes, float] = {}
+        #: Outbox items a long pass holds out of the deque (workers' cap counts them).
+        self._outbox_held = 0
+        #: Guards Job.dropped_early: a call's helper threads post its events too.
+        self._drop_lock = threading.Lock()
+        #: Guards the wake-up pipe's write end against its closing (re-entrant:
+        #: request_stop may run in a signal handler on the loop thread).
+        self._wake_lock = threading.RLock()
         self._jobs: set[Job] = set()
         #: Jobs a worker thread is executing, and since when (monotonic seconds):
         #: written by workers, read by the loop (each operation atomic under the GIL).
@@ -317,25 +321,30 @@ class Server:
         poller.register(self._router, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         next_housekeeping = time.monotonic() + self._housekeeping_s
-        while True:
-            if self._manage_gil:
-                self._tune_switch_interval(time.monotonic())
-            ready = dict(poller.poll(self._poll_timeout_ms(next_housekeeping)))
-            if self._wake_r in ready:
-                self._drain_wake()
-            if ready.get(self._router):
-                self._receive_batch()
-            self._process_outbox()
-            if self._backlog:
-                self._retry_backlog()
-            now = time.monotonic()
-            if now >= next_housekeeping:
-                self._housekeeping(now)
-                next_housekeeping = now + self._housekeeping_s
-            if self._stop_reason is not None and not self._stopping:
-                self._begin_stop(now)
-            if self._stopping and self._stop_step(time.monotonic()):
-                break
+        try:
+            while True:
+                if self._manage_gil:
+                    self._tune_switch_interval(time.monotonic())
+                ready = dict(poller.poll(self._poll_timeout_ms(next_housekeeping)))
+                if self._wake_r in ready:
+                    self._drain_wake()
+                if ready.get(self._router):
+                    self._receive_batch()
+                self._process_outbox()
+                if self._backlog:
+                    self._retry_backlog()
+                now = time.monotonic()
+                if now >= next_housekeeping:
+                    self._housekeeping(now)
+                    next_housekeeping = now + self._housekeeping_s
+                if self._stop_reason is not None and not self._stopping:
+                    self._begin_stop(now)
+                if self._stopping and self._stop_step(time.monotonic()):
+                    break
+        finally:
+            if self._switch_interval:  # this server changed it: the process's own again
+                sys.setswitchinterval(self._switch_interval_before)
+                self._switch_interval = 0.0
         self._close()
 
     def _poll_timeout_ms(self, next_housekeeping: float) -> int:
@@ -353,8 +362,8 @@ class Server:
 
     def _tune_switch_interval(self, now: float) -> None:
         """The short switch interval while some call has run long, the usual one otherwise."""
-        starts = list(self._executing.values())  # one atomic copy; workers add and remove
-        oldest = min(starts) if starts else None
+        starts = self._executing.copy()  # one atomic copy; workers add and remove
+        oldest = min(starts.values()) if starts else None
         long_call = oldest is not None and now - oldest >= _LONG_CALL_S
         self._gil_recheck = oldest + _LONG_CALL_S if oldest is not None and not long_call else None
         wanted = GIL_SWITCH_INTERVAL_LONG_CALL_S if long_call else GIL_SWITCH_INTERVAL_S
@@ -365,13 +374,13 @@ class Server:
     def _wake(self) -> None:
         if not self._wake_pending:
             self._wake_pending = True
-            fd = self._wake_w
-            if fd < 0:
-                return  # stopped: a late stop request, or a call that ignored its cancel
-            try:
-                os.write(fd, b"x")
-            except BlockingIOError:
-                pass  # the pipe is full of wake-ups already
+            with self._wake_lock:
+                if self._wake_w < 0:
+                    return  # stopped: a late stop request, or a call that ignored its cancel
+                try:
+                    os.write(self._wake_w, b"x")
+                except BlockingIOError:
+                    pass  # the pipe is full of wake-ups already
 
     def _drain_wake(self) -> None:
         # Empty the pipe first, then clear the flag, and only then (the caller)
@@ -731,16 +740,16 @@ class Server:
 
         def post(name: str, data: dict[str, Any]) -> None:
             # Dropped at the source when the loop is far behind, or when the
-            # loop would drop it anyway (the peer's pipe is full or it does not
-            # read). The dicts are the loop's; a lookup is atomic under the GIL,
-            # and a stale answer only moves the drop to the loop.
+            # loop would drop it anyway (replies to the peer are waiting, or it
+            # does not read). The dicts are the loop's; a lookup is atomic under
+            # the GIL, and a stale answer only moves the drop to the loop.
             if (
-                len(self._outbox) >= _OUTBOX_EVENT_CAP
-                or self._events_blocked(conn)
+                len(self._outbox) + self._outbox_held >= _OUTBOX_EVENT_CAP
                 or conn in self._backlog
                 or conn in self._overrun
             ):
-                job.dropped_early += 1
+                with self._drop_lock:
+                    job.dropped_early += 1
                 return
             self._post(("ev", job, name, data))
 
@@ -768,21 +777,28 @@ class Server:
             for _ in range(n):
                 self._handle_posted(outbox.popleft())
             return
-        items = [outbox.popleft() for _ in range(n)]
-        finished = {item[1] for item in items if item[0] == "done"}
-        later = []
-        for item in items:
-            if item[1] in finished:
+        # Counted against the workers' cap from before the first pop: while the
+        # deque drains, it alone would look short and let the cap be passed.
+        self._outbox_held = n
+        try:
+            items = [outbox.popleft() for _ in range(n)]
+            finished = {item[1] for item in items if item[0] == "done"}
+            later = []
+            for item in items:
+                if item[1] in finished:
+                    self._handle_posted(item)
+                else:
+                    later.append(item)
+            self._outbox_held = len(later)
+            deadline = time.monotonic() + _EVENT_BUDGET_S
+            for i, item in enumerate(later):
+                if i and time.monotonic() >= deadline:
+                    # Ahead of whatever workers posted meanwhile (appended on the right).
+                    outbox.extendleft(reversed(later[i:]))
+                    return
                 self._handle_posted(item)
-            else:
-                later.append(item)
-        deadline = time.monotonic() + _EVENT_BUDGET_S
-        for i, item in enumerate(later):
-            if i and time.monotonic() >= deadline:
-                # Ahead of whatever workers posted meanwhile (appended on the right).
-                outbox.extendleft(reversed(later[i:]))
-                return
-            self._handle_posted(item)
+        finally:
+            self._outbox_held = 0
 
     def _handle_posted(self, item: tuple[Any, ...]) -> None:
         """Send one outbox item: an event of a running call, or a finished call's reply."""
@@ -884,16 +900,10 @@ class Server:
             header["dropped"] = dropped
         self._send_frames(conn, encode(header), None)
 
-    def _events_blocked(self, conn: bytes) -> bool:
-        """Whether events to ``conn`` are dropped untried (its pipe was full just now)."""
-        until = self._event_stall.get(conn)
-        return until is not None and time.monotonic() < until
-
     def _send_event(self, job: Job, name: str, data: dict[str, Any]) -> None:
         conn = job.conn
-        if conn in self._backlog or conn in self._overrun or self._events_blocked(conn):
-            # Replies to it are waiting, it does not read, or its pipe was full
-            # a moment ago: drop before encoding.
+        if conn in self._backlog or conn in self._overrun:
+            # Replies to it are waiting, or it does not read: drop before encoding.
             job.dropped += 1
             return
         try:
@@ -926,7 +936,6 @@ class Server:
                 self._backlog[conn] = deque([frames])
             else:
                 job.dropped += 1
-                self._event_stall[conn] = time.monotonic() + _EVENT_STALL_S
         except zmq.ZMQError as exc:
             if exc.errno == errno.EHOSTUNREACH:
                 self._peer_gone(conn)
@@ -962,14 +971,12 @@ class Server:
             self.config.lease_s,
         )
         self._backlog.pop(conn, None)
-        self._event_stall.pop(conn, None)
         self.sessions.forget_conn(conn)
         self._overrun[conn] = time.monotonic() + self.config.lease_s
 
     def _peer_gone(self, conn: bytes) -> None:
         log.info("a connection went away; its replies are discarded")
         self._backlog.pop(conn, None)
-        self._event_stall.pop(conn, None)
         self.sessions.forget_conn(conn)
 
     # ----------------------------------------------------------- housekeeping
@@ -980,9 +987,6 @@ class Server:
         if self._overrun:
             for conn in [c for c, until in self._overrun.items() if until <= now]:
                 del self._overrun[conn]
-        if self._event_stall:
-            for conn in [c for c, until in self._event_stall.items() if until <= now]:
-                del self._event_stall[conn]
         if self.config.parent_pid is not None and self._stop_reason is None:
             if not self._parent_alive():
                 log.warning("parent process %d is gone; stopping", self.config.parent_pid)
@@ -1033,9 +1037,6 @@ class Server:
         return not self._jobs
 
     def _close(self) -> None:
-        if self._manage_gil and self._switch_interval:
-            sys.setswitchinterval(self._switch_interval_before)
-            self._switch_interval = 0.0
         for session in self.sessions.all():
             self._close_session(session, "server stopped")
         deadline = time.monotonic() + 1.0
@@ -1046,12 +1047,14 @@ class Server:
         self._router.close(linger=_LINGER_MS)
         if self._own_context:
             self._zctx.term()
-        # Marked closed first: a late stop request, or the "done" of a call that
-        # ignored its cancel, must not write to a closed (or reused) descriptor.
-        wake_r, wake_w = self._wake_r, self._wake_w
-        self._wake_r = self._wake_w = -1
-        os.close(wake_r)
-        os.close(wake_w)
+        # A late stop request, or the "done" of a call that ignored its cancel,
+        # must not write to a closed (or reused) descriptor: _wake writes under
+        # the same lock, and only while the descriptor is not marked closed.
+        with self._wake_lock:
+            wake_r, wake_w = self._wake_r, self._wake_w
+            self._wake_r = self._wake_w = -1
+            os.close(wake_r)
+            os.close(wake_w)
         log.info("stopped (%s)", self._stop_reason)
 
     @property

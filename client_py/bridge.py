@@ -267,15 +267,19 @@ class PythonBridge:
             # bye ends the session under the heartbeat's feet: a ping answered
             # after it is refused, which must not be reported as a break.
             self._heartbeat.request_stop()
-        if self._sock is not None and self._broken is None:
-            with contextlib.suppress(Exception):
-                await self.request("bye", {}, timeout=2.0, cancellable=False)
-        self._closed = True
-        self._fail_pending("the bridge was disconnected")
-        await self._close_sockets()
-        server, self.server = self.server, None
-        if server is not None:
-            await asyncio.to_thread(server.stop, 5.0)
+        try:
+            if self._sock is not None and self._broken is None:
+                with contextlib.suppress(Exception):
+                    await self.request("bye", {}, timeout=2.0, cancellable=False)
+        finally:
+            # Even when the caller is cancelled during bye: the heartbeat has
+            # stopped, so a bridge left open would lose its session unnoticed.
+            self._closed = True
+            self._fail_pending("the bridge was disconnected")
+            await self._close_sockets()
+            server, self.server = self.server, None
+            if server is not None:
+                await asyncio.to_thread(server.stop, 5.0)
 
     # -- the request path -----------------------------------------------------------
 

@@ -218,3 +218,25 @@ async def test_disconnect_never_reports_its_own_heartbeat_refused(
         assert not [r.getMessage() for r in caplog.records if r.name.startswith("client_py")]
     finally:
         server.stop()
+
+
+async def test_disconnect_cancelled_during_bye_still_closes_the_bridge(tmp_path: Path) -> None:
+    # disconnect stops the heartbeat before bye; cancelled while waiting for
+    # bye's reply, it once left the bridge open with no heartbeat, so its
+    # session would have expired without the bridge noticing.
+    server = launch_server(data_dir=tmp_path)
+    py = await create_python_bridge(address=server.endpoint, token=server.token)
+    heartbeat = py._heartbeat
+    assert heartbeat is not None and heartbeat.is_alive()
+    os.kill(server.pid, signal.SIGSTOP)  # bye gets no answer
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(py.disconnect(), 0.3)
+        assert not py.connected
+        heartbeat.join(2)
+        assert not heartbeat.is_alive()
+        with pytest.raises(BridgeConnectionError):
+            await py.ping()
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        server.stop()

@@ -93,7 +93,8 @@ def test_a_flood_of_events_does_not_keep_the_loop_from_other_requests():
     # and every other client's requests waited unread. And another call's
     # reply must not wait behind the flood: it once queued behind up to 10,000
     # events, each a send that gives the GIL away to the flooding threads and
-    # waits for it back, and took seconds.
+    # waits for it back, and took seconds. Meanwhile the outbox stays within
+    # its cap, and each request's events stay in order and before its reply.
     switch = sys.getswitchinterval()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # as the server process runs
     ctx = zmq.Context()
@@ -120,12 +121,19 @@ def test_a_flood_of_events_does_not_keep_the_loop_from_other_requests():
         post = server._emitter(job)  # what a worker's verbose callback calls
         reader.start()  # its events go out: the flood reaches the loop's outbox
 
+        posted: list[int] = []
+        longest = [0]
+
         def flood() -> None:
             # Bursts with the GIL released between them, as compute would.
+            count = 0
             while not stop.is_set():
                 for _ in range(200):
                     post("verbose", {"line": "a step"})
+                count += 200
+                longest[0] = max(longest[0], len(server._outbox))
                 time.sleep(0)
+            posted.append(count)
 
         flooders = [threading.Thread(target=flood, daemon=True) for _ in range(4)]
         for flooder in flooders:
@@ -142,12 +150,40 @@ def test_a_flood_of_events_does_not_keep_the_loop_from_other_requests():
             started = time.monotonic()
             other.call("small", "fit", timeout=10, X=Xs)  # a worker's job: answered via the outbox
             assert time.monotonic() - started < 2
-        assert len(server._outbox) > 100  # the flood was still on
+        # Numbered events of another running call, posted into the flood.
+        other.init("slow", n_clusters=3, random_state=0, max_iter=10**6, max_no_improvement=None)
+        rid2 = other.send("call", id="slow", method="fit", args={"X": X})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            mine = [j for j in list(server._jobs) if j.rid == rid2 and j.instance.id == "slow"]
+            if mine and mine[0].started is not None:
+                break
+            time.sleep(0.01)
+        post2 = server._emitter(mine[0])
+        for i in range(3000):
+            post2("verbose", {"line": f"n{i}"})
+            if i % 100 == 0:
+                time.sleep(0)
+        other.send("cancel", target=rid2)
+        reply, events = other.collect(rid2)
+        assert reply["error"]["type"] == "CallCancelled"
+        numbered = [
+            int(e["data"]["line"][1:])
+            for e in events
+            if e["event"] == "verbose" and e["data"]["line"].startswith("n")
+        ]
+        assert numbered == sorted(set(numbered))  # in order, none twice
+        assert len(numbered) + reply.get("dropped", 0) >= 3000
+        time.sleep(0.2)
+        while other.sock.poll(0):  # nothing of that request after its reply
+            assert other.recv_one()["rid"] != rid2
         stop.set()
         for flooder in flooders:
             flooder.join(5)
         stop_reading.set()
         reader.join(5)
+        assert sum(posted) > 10_000  # the flood really ran
+        assert longest[0] <= 10_100  # the outbox kept to its cap (10,000, + a post per flooder)
         assert seen[0] > 0  # its events went out (those meeting a full pipe are dropped)
         cancel = noisy.send("cancel", target=rid)
         assert result_of(noisy.collect(cancel)[0]) == {"found": True}
