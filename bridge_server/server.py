@@ -740,14 +740,11 @@ class Server:
 
         def post(name: str, data: dict[str, Any]) -> None:
             # Dropped at the source when the loop is far behind, or when the
-            # loop would drop it anyway (replies to the peer are waiting, or it
-            # does not read). The dicts are the loop's; a lookup is atomic under
-            # the GIL, and a stale answer only moves the drop to the loop.
-            if (
-                len(self._outbox) + self._outbox_held >= _OUTBOX_EVENT_CAP
-                or conn in self._backlog
-                or conn in self._overrun
-            ):
+            # loop would drop it anyway. The loop's dicts are read from this
+            # thread: a lookup is atomic under the GIL, and a stale answer only
+            # moves the drop to the loop.
+            far_behind = len(self._outbox) + self._outbox_held >= _OUTBOX_EVENT_CAP
+            if far_behind or self._drops_events(conn):
                 with self._drop_lock:
                     job.dropped_early += 1
                 return
@@ -900,10 +897,12 @@ class Server:
             header["dropped"] = dropped
         self._send_frames(conn, encode(header), None)
 
+    def _drops_events(self, conn: bytes) -> bool:
+        """Whether events to ``conn`` are dropped unsent: its replies wait, or it does not read."""
+        return conn in self._backlog or conn in self._overrun
+
     def _send_event(self, job: Job, name: str, data: dict[str, Any]) -> None:
-        conn = job.conn
-        if conn in self._backlog or conn in self._overrun:
-            # Replies to it are waiting, or it does not read: drop before encoding.
+        if self._drops_events(job.conn):  # drop before encoding
             job.dropped += 1
             return
         try:
