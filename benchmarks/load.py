@@ -36,7 +36,7 @@ import zmq
 
 from client_py import MiniBatchKMeans, PythonBridge, create_python_bridge
 from client_py.launcher import launch_server
-from protocol import encode, request
+from protocol import decode, encode, request
 
 #: Points per blob in an instance's training data.
 _BLOB_POINTS = 30
@@ -176,22 +176,31 @@ async def _client(
         await py.disconnect()
 
 
-def _noisy_fit(endpoint: str, token: str, stop: threading.Event, received: list[int]) -> None:
+def _noisy_fit(
+    endpoint: str, token: str, stop: threading.Event, received: list[int], errors: list[str]
+) -> None:
     """One connection running an endless verbose fit, reading every message until ``stop``.
 
     Speaks the protocol directly (a fast reader in any language): ``hello``,
     ``init``, a ``fit`` with 64-row batches and no early stop, then ``cancel``
-    and ``bye``. Appends the number of messages it read to ``received``.
+    and ``bye``. Appends the number of the fit's events it read to
+    ``received``; an error reply, a fit that ends, or no answer goes to
+    ``errors``.
     """
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(endpoint)
     count = 0
+
+    def reply() -> dict[str, Any]:
+        if not sock.poll(30_000):
+            raise RuntimeError("no reply from the server within 30 s")
+        return decode(sock.recv_multipart())
+
     try:
         sock.send_multipart(encode(request("hello", 1, token=token, versions=[1])))
-        if not sock.poll(30_000):
-            raise RuntimeError("the noisy client got no hello reply")
-        sock.recv_multipart()
+        if (hello := reply())["k"] != "ok":
+            raise RuntimeError(f"hello refused: {hello.get('error')}")
         opts = {
             "n_clusters": 5,
             "batch_size": 64,
@@ -203,13 +212,19 @@ def _noisy_fit(endpoint: str, token: str, stop: threading.Event, received: list[
         X = np.random.RandomState(0).rand(20_000, 2)
         init = request("init", 2, cls="MiniBatchKMeans", id="noisy", opts=opts)
         sock.send_multipart(encode(init))
+        if (inited := reply())["k"] != "ok":
+            raise RuntimeError(f"init refused: {inited.get('error')}")
         sock.send_multipart(encode(request("call", 3, id="noisy", method="fit", args={"X": X})))
         while not stop.is_set():
             if sock.poll(50):
-                sock.recv_multipart()
+                msg = decode(sock.recv_multipart())
+                if msg["k"] != "ev":
+                    raise RuntimeError(f"the endless fit ended: {msg.get('error', msg['k'])}")
                 count += 1
         sock.send_multipart(encode(request("cancel", 4, target=3)))
         sock.send_multipart(encode(request("bye", 5)))
+    except Exception as exc:  # counted as the run's error, never a silent thread death
+        errors.append(f"noisy fit: {type(exc).__name__}: {exc}")
     finally:
         sock.close()
         received.append(count)
@@ -243,10 +258,11 @@ def run_load(
     stats = [ClientStats() for _ in range(clients)]
     stop_noise = threading.Event()
     noise_counts: list[int] = []
+    noise_errors: list[str] = []
     noise = [
         threading.Thread(
             target=_noisy_fit,
-            args=(endpoint, token, stop_noise, noise_counts),
+            args=(endpoint, token, stop_noise, noise_counts, noise_errors),
             name=f"load-noisy-{n}",
             daemon=True,
         )
@@ -276,7 +292,7 @@ def run_load(
         t.join(10.0)
     hung = sum(t.is_alive() for t in threads)
     latencies = np.array([x for s in stats for x in s.latencies]) * 1e3
-    errors = [e for s in stats for e in s.errors] + ["client thread hung"] * hung
+    errors = [e for s in stats for e in s.errors] + ["client thread hung"] * hung + noise_errors
     misrouted = [m for s in stats for m in s.misrouted]
     pct = np.percentile(latencies, [50, 99]) if latencies.size else np.zeros(2)
     return LoadResult(
@@ -310,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         "--server-arg", action="append", default=[], help="extra option for the started server"
     )
     args = parser.parse_args(argv)
+    if args.noisy < 0:
+        parser.error("--noisy must be 0 or more")
     server = None
     endpoint, token = args.endpoint, args.token
     if endpoint is None:
