@@ -243,6 +243,8 @@ class Scorer:
                 undecided = self.screen.label(X, work.screen, out)
                 if undecided is not None:
                     if undecided.size:
+                        undecided = self.screen.settle(X, undecided, out, self._scaled, self.norms)
+                    if undecided.size:
                         self._label_chunks(X, work, out, undecided)
                     return out
         return np.argmin(self.scores(X, work.rows, work.scores(n_rows)), axis=1, out=out)

@@ -54,6 +54,11 @@ _MIN_CENTER = 2.0**-40
 #: Added to every threshold: covers rounding of products near float32's underflow.
 _FLOOR = 2.0**-120
 
+#: float64's unit roundoff, and a floor for float64 thresholds (far above the
+#: absolute error of products near float64's underflow).
+_U64 = 2.0**-53
+_FLOOR64 = 2.0**-1000
+
 
 def screens(n_features: int, n_clusters: int, dtype: np.dtype) -> bool:
     """Whether rows of ``n_features`` features of ``dtype`` are worth screening.
@@ -79,14 +84,38 @@ class ScreenBuffers:
         self.scores = np.empty((n_clusters, n_rows), dtype=np.float32)
         self.best = np.empty(n_rows, dtype=np.float32)
         self.threshold = np.empty(n_rows, dtype=np.float32)
-        #: Per row: how many centers are within the threshold, and their index sum.
-        self.tally = np.empty((2, n_rows), dtype=np.float32)
+        #: Whether each center's score is within the threshold of the row's best.
+        self.within = np.empty((n_clusters, n_rows), dtype=np.bool_)
+        # The smallest unsigned type that counts to n_clusters (per-row sums of
+        # 0/1 flags, and of the flags times the center index, which is the
+        # label where exactly one flag is set).
+        count_type = _count_type(n_clusters)
+        self.flagged = np.empty((n_clusters, n_rows), dtype=count_type)
+        self.counts = np.empty(n_rows, dtype=count_type)
+        self.index_sums = np.empty(n_rows, dtype=count_type)
 
     @property
     def nbytes(self) -> int:
         """Bytes of the buffers."""
-        arrays = (self.rows, self.scores, self.best, self.threshold, self.tally)
+        arrays = (
+            self.rows,
+            self.scores,
+            self.best,
+            self.threshold,
+            self.within,
+            self.flagged,
+            self.counts,
+            self.index_sums,
+        )
         return sum(a.nbytes for a in arrays)
+
+
+def _count_type(n_clusters: int) -> np.dtype:
+    """The smallest unsigned integer type that holds ``n_clusters``."""
+    for dtype in (np.uint8, np.uint16):
+        if n_clusters <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.uint32)
 
 
 class Screen:
@@ -101,13 +130,15 @@ class Screen:
         self.n_features = n_features
         # (k, K + 1): -2 c rounded to float32 (scaling by -2 is exact), then |c|^2.
         self._matrix = np.empty((n_clusters, n_features + 1), dtype=np.float32)
-        # Row 0 counts centers, row 1 sums their indices (exact in float32 up to 2**24).
-        self._tally = np.ones((2, n_clusters), dtype=np.float32)
-        self._tally[1] = np.arange(n_clusters)
+        # Each center's index, as a column (multiplies that center's flags).
+        self._index = np.arange(n_clusters, dtype=_count_type(n_clusters))[:, np.newaxis]
         self._factor = 2.0 * (n_features + 8) * _U
+        # Two float64 evaluations (see settle): 4 (K + 6) 2**-53 W, with slack.
+        self._factor64 = 4.0 * (n_features + 8) * _U64
         #: False for centers that cannot be screened (see :meth:`set_centers`).
         self.active = False
         self._per_norm = self._constant = self._max_sq_norm = np.float32(0)
+        self._c_max = 0.0
 
     def set_centers(self, centers: np.ndarray, sq_norms: np.ndarray) -> None:
         """Screen against ``centers`` (k, K) float64 with squared norms ``sq_norms`` (k,)."""
@@ -120,6 +151,7 @@ class Screen:
         with np.errstate(under="ignore"):  # tiny coordinates round to float32 subnormals
             np.multiply(centers, -2.0, out=self._matrix[:, : self.n_features], casting="same_kind")
             np.copyto(self._matrix[:, self.n_features], sq_norms, casting="same_kind")
+        self._c_max = c_max
         factor = self._factor
         # threshold = best + factor * (2 |x| c_max + c_max^2) + floor
         self._per_norm = np.float32(2 * factor * c_max)
@@ -166,10 +198,63 @@ class Screen:
         threshold *= self._per_norm
         threshold += self._constant
         threshold += best
-        within = np.less_equal(scores, threshold, out=scores, casting="unsafe")
-        tally = np.matmul(self._tally, within, out=buf.tally[:, :n])
-        np.copyto(labels, tally[1], casting="unsafe")
-        counts = tally[0]
+        within = np.less_equal(scores, threshold, out=buf.within[:, :n])
+        # Integer sums along axis 0 (whole rows of flags at a time): the
+        # number of centers within the threshold and, where that is one,
+        # its index. (A float32 product of the flags with [1; index] is
+        # twice as slow: two output rows make a poor GEMM.)
+        flags = within.view(np.uint8)
+        flagged = buf.flagged[:, :n]
+        counts = np.add.reduce(flags, axis=0, out=buf.counts[:n], dtype=flagged.dtype)
+        np.multiply(flags, self._index, out=flagged)
+        np.copyto(labels, np.add.reduce(flagged, axis=0, out=buf.index_sums[:n]), casting="unsafe")
         if counts.min() == 1 and counts.max() == 1:  # the usual case, without a mask
             return _NONE
         return np.flatnonzero(counts != 1)
+
+    def settle(
+        self,
+        X: np.ndarray,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        scaled: np.ndarray,
+        sq_norms: np.ndarray,
+    ) -> np.ndarray:
+        """Label for certain, in float64, what rows ``rows`` of ``X`` the screen left.
+
+        A float32 margin too thin to decide is usually wide in float64: the
+        rows' scores are computed again in float64 (any order, so not
+        scikit-learn's bits), and the same argument as the screen's, with
+        two float64 evaluations (``4 (K + 6) 2**-53 W``), proves the label of
+        every row whose best score beats the others by more than that.
+        Only true near-ties are left for exact, chunk-by-chunk scoring.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, K), float64
+            The block the screen was given (after :meth:`label` did not refuse it).
+        rows : ndarray of shape (m,)
+            Indices into ``X`` of the rows left undecided.
+        labels : ndarray of shape (n,)
+            Receives the labels of the rows settled.
+        scaled, sq_norms : ndarray of shape (k, K) and (k,), float64
+            ``-2 c`` and ``|c|^2`` of the centers given to :meth:`set_centers`.
+
+        Returns
+        -------
+        ndarray of shape (m',)
+            The indices still undecided (a subset of ``rows``).
+        """
+        if rows.size == 0:
+            return rows
+        x = np.take(X, rows, axis=0)
+        scores = np.matmul(x, scaled.T)
+        scores += sq_norms
+        best = np.argmin(scores, axis=1)
+        c_max = self._c_max
+        x_norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        threshold = self._factor64 * (2 * c_max * x_norms + c_max * c_max) + _FLOOR64
+        threshold += scores[np.arange(rows.size), best]
+        sure = np.count_nonzero(scores <= threshold[:, np.newaxis], axis=1) == 1
+        labels[rows[sure]] = best[sure]
+        return rows[~sure]

@@ -225,3 +225,60 @@ def test_strict_numpy_error_settings_do_not_reach_the_float32_pass():
     with np.errstate(all="raise"):
         labels, _ = _labels(X, C, screen=True)
     np.testing.assert_array_equal(labels, _exact(X, C))
+
+
+def _settled(X: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The float32 screen's undecided rows, what float64 left of them, and its labels."""
+    scorer = _kmeans_steps.Scorer(C.shape[0], C.shape[1], C.dtype)
+    scorer.set_centers(C)
+    work = scorer.work(X.shape[0])
+    assert scorer.screen is not None and work.screen is not None
+    out = np.full(X.shape[0], -1, dtype=np.intp)
+    with _blas.section(1):
+        undecided = scorer.screen.label(X, work.screen, out)
+        assert undecided is not None
+        left = scorer.screen.settle(X, undecided, out, scorer._scaled, scorer.norms)
+    return undecided, left, out
+
+
+def test_float64_settles_what_float32_could_not_and_leaves_true_ties():
+    rng = np.random.RandomState(8)
+    C = rng.normal(size=(30, 20)) * 5
+    # A margin of about 1e-4 of the scores: too thin for float32, wide for float64.
+    thin = _near_ties(rng, 1000, C, 1e-5)
+    undecided, left, out = _settled(thin, C)
+    assert undecided.size > 100 and left.size == 0
+    np.testing.assert_array_equal(out, _exact(thin, C))
+    # Rows on the bisector to the last bits (margins of 0 to about 1e-14 of
+    # the scores' size, around the bound): only some can be settled.
+    ties = np.concatenate([_near_ties(rng, 1000, C, 0.0), _near_ties(rng, 2000, C, 1e-14)])
+    undecided, left, out = _settled(ties, C)
+    assert left.size > 100 and np.isin(left, undecided).all()
+    settled = np.setdiff1d(undecided, left)
+    np.testing.assert_array_equal(out[settled], _exact(ties, C)[settled])
+    # White box: a row is settled only beyond the proven bound 4 (K + 6) 2**-53 W.
+    scores = np.sort(ties[settled] @ (-2 * C).T + np.einsum("ij,ij->i", C, C), axis=1)
+    c_max = np.sqrt(np.einsum("ij,ij->i", C, C).max())
+    W = 2 * np.linalg.norm(ties[settled], axis=1) * c_max + c_max**2
+    assert (scores[:, 1] - scores[:, 0] > 4 * (20 + 6) * 2.0**-53 * W).all()
+    # And through Scorer.labels, which sends what is left to the exact chunks.
+    np.testing.assert_array_equal(_labels(ties, C, screen=True)[0], _exact(ties, C))
+
+
+@pytest.mark.parametrize("n_clusters", [1, 255, 256, 300])
+def test_center_counts_past_a_byte_are_counted_exactly(n_clusters):
+    # Flags are summed in uint8 up to 255 centers, uint16 past that.
+    rng = np.random.RandomState(n_clusters)
+    C = rng.normal(size=(n_clusters, 9)) * 4
+    X = np.concatenate(
+        [
+            C[rng.randint(0, n_clusters, 600)] + 0.01 * rng.normal(size=(600, 9)),
+            _near_ties(rng, 100, C, 1e-9),
+        ]
+    )
+    labels, undecided = _labels(X, C, screen=True)
+    np.testing.assert_array_equal(labels, _exact(X, C))
+    if n_clusters > 1:
+        assert 0 < undecided.size < len(X)
+    assert _screen._count_type(n_clusters) == (np.uint8 if n_clusters <= 255 else np.uint16)
+    assert _screen._count_type(2**16) == np.uint32
