@@ -34,6 +34,7 @@ from ._validation import (
     Interval,
     NoneValue,
     StrOptions,
+    assert_all_finite,
     booleans,
     check_array,
     check_is_fitted,
@@ -285,23 +286,43 @@ class MiniBatchKMeans(BaseEstimator):
         if message is not None:
             raise ValueError(message)
 
-    def _validate_data(self, X: Any, *, reset: bool, dtype: np.dtype | None = None) -> np.ndarray:
-        """Names, then array checks, then the feature count (scikit-learn's order)."""
+    def _validate_data(
+        self, X: Any, *, reset: bool, dtype: np.dtype | None = None, check_finite: bool = True
+    ) -> np.ndarray:
+        """Names, then array checks, then the feature count (scikit-learn's order).
+
+        With ``check_finite=False`` the NaN/infinity check is left to the
+        caller (see :meth:`_finite_check`), except before the feature-count
+        error, which it must precede.
+        """
         self._check_feature_names(X, reset=reset)
-        array = check_array(X, estimator_name=type(self).__name__, input_name="X", dtype=dtype)
+        array = check_array(
+            X,
+            estimator_name=type(self).__name__,
+            input_name="X",
+            dtype=dtype,
+            check_finite=check_finite,
+        )
         n_features = array.shape[1]
         if reset:
             self.n_features_in_ = n_features
         elif hasattr(self, "n_features_in_") and n_features != self.n_features_in_:
+            if not check_finite:
+                self._finite_check(array)()
             raise ValueError(
                 f"X has {n_features} features, but {type(self).__name__} "
                 f"is expecting {self.n_features_in_} features as input."
             )
         return array
 
-    def _validate_test_data(self, X: Any) -> np.ndarray:
+    def _finite_check(self, X: np.ndarray) -> Callable[[], None]:
+        """The NaN/infinity check of ``X`` that validation left undone, as a callable."""
+        name = type(self).__name__
+        return lambda: assert_all_finite(X, input_name="X", estimator_name=name)
+
+    def _validate_test_data(self, X: Any, *, check_finite: bool = True) -> np.ndarray:
         check_is_fitted(self)
-        return self._validate_data(X, reset=False)
+        return self._validate_data(X, reset=False, check_finite=check_finite)
 
     def _check_params_vs_input(self, X: np.ndarray) -> None:
         n_samples = X.shape[0]
@@ -720,7 +741,9 @@ class MiniBatchKMeans(BaseEstimator):
         -------
         ndarray of shape (n_samples,), int32
         """
-        X = self._validate_test_data(X)
+        # NaN and infinity are looked for block by block while labelling, on
+        # the labelling threads, mostly for free (see steps.labels_inertia).
+        X = self._validate_test_data(X, check_finite=False)
         labels = allocate_output("predict", (X.shape[0],), np.int32)
         steps.labels_inertia(
             X,
@@ -729,6 +752,7 @@ class MiniBatchKMeans(BaseEstimator):
             labels,
             with_inertia=False,
             on_block=self._block_done("predict"),
+            finite_check=self._finite_check(X),
         )
         return labels
 

@@ -390,6 +390,7 @@ def check_array(
     input_name: str = "",
     dtype: np.dtype | None = None,
     copy: bool = False,
+    check_finite: bool = True,
 ) -> np.ndarray:
     """Validate a dense 2-D array of samples; return it as C-contiguous float.
 
@@ -407,6 +408,9 @@ def check_array(
         to float64.
     copy : bool
         Force a copy (used for user-given initial centers).
+    check_finite : bool
+        False leaves the NaN/infinity check (:func:`assert_all_finite`) to
+        the caller, who must make it before any other error it raises.
 
     Returns
     -------
@@ -465,7 +469,8 @@ def check_array(
         )
     if result.ndim >= 3:
         raise ValueError(f"Found array with dim {result.ndim}. {estimator_name} expected <= 2.")
-    assert_all_finite(result, input_name=input_name, estimator_name=estimator_name)
+    if check_finite:
+        assert_all_finite(result, input_name=input_name, estimator_name=estimator_name)
     context = f" by {estimator_name}" if estimator_name is not None else ""
     if result.shape[0] < 1:
         raise ValueError(

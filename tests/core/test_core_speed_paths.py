@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 from core_oracle import SkMiniBatchKMeans
+from sklearn.datasets import make_blobs
 
 from bridge_server.core import MiniBatchKMeans, _kmeans_steps, _prune, _scratch, _twin
 
@@ -104,6 +105,23 @@ def test_threaded_predict_matches_sklearn(monkeypatch):
     monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 2)
     np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
     np.testing.assert_allclose(ours.score(X), ref.score(X), rtol=1e-10)
+
+
+def test_wide_threaded_predict_in_long_screened_blocks_matches_sklearn(monkeypatch):
+    # 50 features: float32-screened blocks of up to SCREEN_BLOCK_ROWS rows on
+    # two threads; held-out rows from other blobs leave some near-ties to the
+    # float64 and exact passes.
+    X, _ = make_blobs(n_samples=6000, n_features=50, centers=20, random_state=0)
+    Y, _ = make_blobs(n_samples=30_000, n_features=50, centers=20, random_state=1)
+    ours = MiniBatchKMeans(n_clusters=20, random_state=0).fit(X)
+    ref = SkMiniBatchKMeans(n_clusters=20, random_state=0).fit(X)
+    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 2)
+    block = _kmeans_steps._screen_block(30_000, 5120)
+    assert block % _kmeans_steps.ROW_CHUNK == 0 and 5120 <= block <= 30_000 / 4 + 256
+    np.testing.assert_array_equal(ours.predict(Y), ref.predict(Y))
+    np.testing.assert_allclose(ours.score(Y), ref.score(Y), rtol=1e-10)
+    assert _kmeans_steps._screen_block(10**7, 5120) == _kmeans_steps.SCREEN_BLOCK_ROWS
+    assert _kmeans_steps._screen_block(1000, 5120) == 1000
 
 
 @pytest.mark.parametrize(

@@ -266,3 +266,64 @@ def test_set_output_bad_value():
         )
 
     _same_error(call)
+
+
+def _wide_predict_input(case: str) -> tuple[np.ndarray, np.ndarray]:
+    """(training data, predict input) for a case of NaN/infinity found while labelling."""
+    rng = np.random.RandomState(5)
+    n_features = 2 if case.startswith("narrow") else 12
+    X = rng.normal(size=(3000, n_features)) * 3
+    if case.startswith("huge_centers"):
+        X *= 1e30  # beyond float32: the screen cannot run, blocks are checked by sum
+    dtype = np.float32 if case.startswith("float32") else np.float64
+    Y = rng.normal(size=(4000, n_features)).astype(dtype) * X.std()
+    X = X.astype(dtype)
+    where = case.rsplit("-", 1)[-1]
+    if where == "first":
+        Y[0, 1] = np.nan
+    elif where == "last":
+        Y[-1, -1] = -np.inf
+    elif where == "inf_then_nan":
+        Y[700, 0] = np.inf
+        Y[3900, 1] = np.nan  # in a later block, on whichever thread: NaN still wins
+    elif where == "overflowing_sum":
+        Y[1000:1600] = 1e305  # finite, but a block's sum is not (nor a float32 row)
+    return X, Y
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "wide-first",
+        "wide-last",
+        "wide-inf_then_nan",
+        "wide-overflowing_sum",
+        "float32-inf_then_nan",
+        "narrow-inf_then_nan",
+        "huge_centers-inf_then_nan",
+        "huge_centers-last",
+    ],
+)
+def test_predict_finds_nan_and_infinity_while_labelling(monkeypatch, case):
+    # predict leaves the NaN/infinity check to the labelling threads (free
+    # where the float32 screen labels a block): many small blocks on two threads.
+    from bridge_server.core import _kmeans_steps
+
+    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 2)
+    monkeypatch.setattr(_kmeans_steps, "SCREEN_BLOCK_ROWS", 512)
+    monkeypatch.setattr(_kmeans_steps, "BLOCK_BYTES", 1)
+    X, Y = _wide_predict_input(case)
+    if case.endswith("overflowing_sum"):
+        ours = MiniBatchKMeans(n_clusters=4, random_state=0).fit(X)
+        ref = SkMiniBatchKMeans(n_clusters=4, random_state=0).fit(X)
+        np.testing.assert_array_equal(ours.predict(Y), ref.predict(Y))
+        return
+    _same_error(lambda cls: cls(n_clusters=4, random_state=0).fit(X).predict(Y))
+
+
+def test_predict_reports_nan_before_a_wrong_feature_count():
+    X = np.random.RandomState(0).normal(size=(100, 12))
+    Y = np.ones((50, 5))
+    _same_error(lambda cls: cls(n_clusters=3, random_state=0).fit(X).predict(Y))
+    Y[49, 4] = np.nan
+    _same_error(lambda cls: cls(n_clusters=3, random_state=0).fit(X).predict(Y))
