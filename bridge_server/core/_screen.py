@@ -25,6 +25,11 @@ score rounds once) and the absolute errors of values in float32's subnormal
 range. Centers whose norms are tiny (below
 ``2**-40``, where those could matter) and blocks whose values could
 overflow float32 are not screened.
+
+Rows the float32 margin leaves undecided are usually decided in float64
+(:meth:`Screen.settle`): the same argument with two float64 evaluations
+needs a margin of only ``4 (K + 6) 2**-53 W``. Only true near-ties are left
+for scikit-learn's own chunk-by-chunk scores.
 """
 
 from __future__ import annotations
@@ -63,8 +68,8 @@ _FLOOR64 = 2.0**-1000
 def screens(n_features: int, n_clusters: int, dtype: np.dtype) -> bool:
     """Whether rows of ``n_features`` features of ``dtype`` are worth screening.
 
-    Center indices must be exact in float32 (the label is read from a
-    float32 product), so at most 2**24 centers.
+    At most 2**24 centers: even one 256-row chunk of scores for more would
+    take tens of gigabytes.
     """
     return (
         np.dtype(dtype) == np.float64
@@ -79,8 +84,7 @@ class ScreenBuffers:
     def __init__(self, n_rows: int, n_clusters: int, n_features: int) -> None:
         #: Rows rounded to float32, beside a column of ones (the norm term).
         self.rows = np.ones((n_rows, n_features + 1), dtype=np.float32)
-        #: Scores, one row per center (reductions over centers run along rows);
-        #: then 1.0 where a center's score is within the threshold of the best.
+        #: Scores, one row per center (reductions over centers run along rows).
         self.scores = np.empty((n_clusters, n_rows), dtype=np.float32)
         self.best = np.empty(n_rows, dtype=np.float32)
         self.threshold = np.empty(n_rows, dtype=np.float32)
@@ -158,6 +162,13 @@ class Screen:
         self._constant = np.float32(factor * c_max * c_max + _FLOOR)
         # Rows with |x|^2 below this keep W under _MAX_BOUND.
         self._max_sq_norm = np.float32(min(((_MAX_BOUND / 2) / (2 * c_max)) ** 2, 1e38))
+
+    @staticmethod
+    def bytes_per_row(n_clusters: int, n_features: int) -> int:
+        """Bytes of :class:`ScreenBuffers` per row screened at once."""
+        count = _count_type(n_clusters).itemsize
+        per_center = 4 + 1 + count  # scores, within, flagged
+        return n_clusters * per_center + (n_features + 1) * 4 + 8 + 2 * count
 
     def buffers(self, n_rows: int) -> ScreenBuffers:
         """Scratch for :meth:`label` on up to ``n_rows`` rows."""
@@ -247,14 +258,15 @@ class Screen:
         """
         if rows.size == 0:
             return rows
-        x = np.take(X, rows, axis=0)
-        scores = np.matmul(x, scaled.T)
-        scores += sq_norms
-        best = np.argmin(scores, axis=1)
-        c_max = self._c_max
-        x_norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-        threshold = self._factor64 * (2 * c_max * x_norms + c_max * c_max) + _FLOOR64
-        threshold += scores[np.arange(rows.size), best]
-        sure = np.count_nonzero(scores <= threshold[:, np.newaxis], axis=1) == 1
+        with np.errstate(under="ignore"):  # covered by the floor, under any error settings
+            x = np.take(X, rows, axis=0)
+            scores = np.matmul(x, scaled.T)
+            scores += sq_norms
+            best = np.argmin(scores, axis=1)
+            c_max = self._c_max
+            x_norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+            threshold = self._factor64 * (2 * c_max * x_norms + c_max * c_max) + _FLOOR64
+            threshold += scores[np.arange(rows.size), best]
+            sure = np.count_nonzero(scores <= threshold[:, np.newaxis], axis=1) == 1
         labels[rows[sure]] = best[sure]
         return rows[~sure]

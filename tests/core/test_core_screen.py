@@ -255,6 +255,7 @@ def test_float64_settles_what_float32_could_not_and_leaves_true_ties():
     undecided, left, out = _settled(ties, C)
     assert left.size > 100 and np.isin(left, undecided).all()
     settled = np.setdiff1d(undecided, left)
+    assert settled.size > 0
     np.testing.assert_array_equal(out[settled], _exact(ties, C)[settled])
     # White box: a row is settled only beyond the proven bound 4 (K + 6) 2**-53 W.
     scores = np.sort(ties[settled] @ (-2 * C).T + np.einsum("ij,ij->i", C, C), axis=1)
@@ -282,3 +283,32 @@ def test_center_counts_past_a_byte_are_counted_exactly(n_clusters):
         assert 0 < undecided.size < len(X)
     assert _screen._count_type(n_clusters) == (np.uint8 if n_clusters <= 255 else np.uint16)
     assert _screen._count_type(2**16) == np.uint32
+
+
+def test_data_float32_cannot_resolve_skips_the_float64_rescoring():
+    # A common offset of 1e3 over a spread of 3: float32 decides almost no row,
+    # float64 would settle nearly all of them, one by one; the exact pass is
+    # cheaper, so screening pauses at once.
+    rng = np.random.RandomState(9)
+    C = 1e3 + rng.normal(size=(20, 16)) * 3
+    X = 1e3 + rng.normal(size=(3000, 16)) * 3
+    scorer = _kmeans_steps.Scorer(20, 16, np.float64)
+    scorer.set_centers(C)
+    work = scorer.work(3000)
+    out = np.empty(3000, dtype=np.intp)
+    with _blas.section(1):
+        assert scorer.labels(X, work, out)  # the screen ran: X is finite
+    np.testing.assert_array_equal(out, _exact(X, C))
+    assert scorer._unscreened == _kmeans_steps.UNSCREENED_CALLS
+
+
+@pytest.mark.parametrize(("n_clusters", "n_features"), [(50, 50), (1000, 50), (20, 4096)])
+def test_screened_blocks_keep_their_buffers_near_the_budget(n_clusters, n_features):
+    per_row = _screen.Screen.bytes_per_row(n_clusters, n_features)
+    rows_cap = _kmeans_steps.SCREEN_BLOCK_BYTES // per_row
+    score_rows = _kmeans_steps.rows_per_block(n_clusters, 8)
+    block = _kmeans_steps._screen_block(10**7, score_rows, rows_cap)
+    assert block % _kmeans_steps.ROW_CHUNK == 0
+    buffers = _screen.ScreenBuffers(block, n_clusters, n_features)
+    assert buffers.nbytes <= block * per_row  # bytes_per_row is not an underestimate
+    assert buffers.nbytes <= max(_kmeans_steps.SCREEN_BLOCK_BYTES, score_rows * per_row)

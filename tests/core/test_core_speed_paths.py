@@ -109,8 +109,8 @@ def test_threaded_predict_matches_sklearn(monkeypatch):
 
 def test_wide_threaded_predict_in_long_screened_blocks_matches_sklearn(monkeypatch):
     # 50 features: float32-screened blocks of up to SCREEN_BLOCK_ROWS rows on
-    # two threads; held-out rows from other blobs leave some near-ties to the
-    # float64 and exact passes.
+    # two threads; held-out rows from other blobs leave a few rows per block
+    # to the float64 pass.
     X, _ = make_blobs(n_samples=6000, n_features=50, centers=20, random_state=0)
     Y, _ = make_blobs(n_samples=30_000, n_features=50, centers=20, random_state=1)
     ours = MiniBatchKMeans(n_clusters=20, random_state=0).fit(X)

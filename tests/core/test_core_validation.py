@@ -275,14 +275,20 @@ def _wide_predict_input(case: str) -> tuple[np.ndarray, np.ndarray]:
     X = rng.normal(size=(3000, n_features)) * 3
     if case.startswith("huge_centers"):
         X *= 1e30  # beyond float32: the screen cannot run, blocks are checked by sum
+    if case.startswith("zero_column"):
+        X[:, 3] = 0.0  # every center's coordinate 3 is 0: infinity times 0 in the product
     dtype = np.float32 if case.startswith("float32") else np.float64
-    Y = rng.normal(size=(4000, n_features)).astype(dtype) * X.std()
+    # 5000 rows: enough for the grid of certain cells at 2 features.
+    Y = rng.normal(size=(5000, n_features)).astype(dtype) * X.std()
     X = X.astype(dtype)
     where = case.rsplit("-", 1)[-1]
     if where == "first":
         Y[0, 1] = np.nan
     elif where == "last":
         Y[-1, -1] = -np.inf
+    elif where == "inf_in_zero_column":
+        Y[1, 3] = np.inf
+        Y[2, 0], Y[2, 1] = np.inf, -np.inf
     elif where == "inf_then_nan":
         Y[700, 0] = np.inf
         Y[3900, 1] = np.nan  # in a later block, on whichever thread: NaN still wins
@@ -300,13 +306,17 @@ def _wide_predict_input(case: str) -> tuple[np.ndarray, np.ndarray]:
         "wide-overflowing_sum",
         "float32-inf_then_nan",
         "narrow-inf_then_nan",
+        "narrow-first",
+        "zero_column-inf_in_zero_column",
         "huge_centers-inf_then_nan",
         "huge_centers-last",
     ],
 )
 def test_predict_finds_nan_and_infinity_while_labelling(monkeypatch, case):
     # predict leaves the NaN/infinity check to the labelling threads (free
-    # where the float32 screen labels a block): many small blocks on two threads.
+    # where the float32 screen labels a block): many small blocks on two
+    # threads. Under the strictest settings NumPy must not warn or raise
+    # about the bad values before scikit-learn's ValueError.
     from bridge_server.core import _kmeans_steps
 
     monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 2)
@@ -318,7 +328,18 @@ def test_predict_finds_nan_and_infinity_while_labelling(monkeypatch, case):
         ref = SkMiniBatchKMeans(n_clusters=4, random_state=0).fit(X)
         np.testing.assert_array_equal(ours.predict(Y), ref.predict(Y))
         return
-    _same_error(lambda cls: cls(n_clusters=4, random_state=0).fit(X).predict(Y))
+    n_clusters = 30 if case.startswith("narrow") else 4  # 30: the grid is built at once
+    reference = SkMiniBatchKMeans(n_clusters=n_clusters, random_state=0).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # its own sum of inf and -inf
+        expected = sklearn_error(lambda: reference.predict(Y))
+    ours = MiniBatchKMeans(n_clusters=n_clusters, random_state=0).fit(X)
+    # (scikit-learn itself fails under these settings for inf and -inf in one row.)
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError) as info:
+            ours.predict(Y)
+    assert type(info.value) is type(expected) and str(info.value) == str(expected)
 
 
 def test_predict_reports_nan_before_a_wrong_feature_count():
