@@ -173,6 +173,103 @@ def _fold_probe(dtype: np.dtype, n_features: int) -> bool:
     return True
 
 
+#: Fewest features for which :func:`gemm_panels` looks for split products.
+PANEL_MIN_FEATURES = 64
+
+
+def _chunked_product(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``lhs @ rhs`` as :meth:`Scorer.product` takes it: one GEMM per 256-row chunk."""
+    n_rows = lhs.shape[0]
+    full = n_rows // ROW_CHUNK
+    if full and n_rows % ROW_CHUNK == 0:
+        stacked = lhs.reshape(full, ROW_CHUNK, lhs.shape[1])
+        return np.matmul(stacked, rhs).reshape(n_rows, rhs.shape[1])
+    return np.matmul(lhs, rhs)
+
+
+@functools.cache
+def gemm_panels(dtype: np.dtype, n_features: int, n_clusters: int) -> tuple[int, ...]:
+    """Where OpenBLAS splits a chunk's product along the features, as offsets.
+
+    OpenBLAS's GEMM driver takes the inner dimension in panels (384
+    features, then two near-halves of what is left under twice that, for
+    float64 on AVX-512 here) and adds each panel's partial products to the
+    output. scikit-learn's output starts as ``|c|^2`` (``beta=1``), so its
+    score is ``((|c|^2 + p1) + p2) + ...``, where one product followed by
+    ``+ |c|^2`` rounds differently: from 385 features on, labels of
+    near-ties differed. Panel sizes depend on the CPU's kernel, so a probe
+    finds them (:func:`_panel_starts`) and checks the whole split on random
+    data. Returns the panels' start offsets after 0; empty for one panel, or
+    when no consistent split was found. Cached per process.
+    """
+    if n_features <= PANEL_MIN_FEATURES:
+        return ()
+    dtype = np.dtype(dtype)
+    # Panels do not depend on the number of centers once the product goes
+    # through the driver at all: at most 64 columns keep the probe cheap.
+    width = min(n_clusters, 64)
+    rhs = np.ones((n_features, width), dtype=dtype, order="F")
+    with _blas.section(1):
+        starts = _panel_starts(rhs)
+        if starts:
+            rng = np.random.RandomState(271828)  # private: never the caller's draws
+            lhs = rng.normal(size=(ROW_CHUNK, n_features)).astype(dtype)
+            rhs = np.asfortranarray(rng.normal(size=(n_features, width)).astype(dtype))
+            if not np.array_equal(_chunked_product(lhs, rhs), _panelled(lhs, rhs, starts)):
+                return ()
+    return starts
+
+
+def _panel_starts(ones: np.ndarray) -> tuple[int, ...]:
+    """Offsets where the product's panels start, found with ``ones`` (K, width) on the right.
+
+    Row ``r`` of a probe tests an offset ``b``: 1 at feature ``b - 1`` and
+    half an ulp of 1 at features ``b`` and ``b + 1``. Added in one
+    accumulation, each half ulp rounds away (ties to even): the row's
+    product is 1. If a panel starts at ``b``, the two halves are summed
+    first, to a whole ulp, and the product is the next float after 1.
+    """
+    n_features = ones.shape[0]
+    half_ulp = np.finfo(ones.dtype).eps / 2
+    offsets = np.arange(2, n_features - 1)  # panels of at least two features
+    found: list[int] = []
+    for first in range(0, offsets.size, ROW_CHUNK):
+        batch = offsets[first : first + ROW_CHUNK]
+        rows = np.arange(batch.size)
+        lhs = np.zeros((ROW_CHUNK, n_features), dtype=ones.dtype)
+        lhs[rows, batch - 1] = 1
+        lhs[rows, batch] = half_ulp
+        lhs[rows, batch + 1] = half_ulp
+        out = _chunked_product(lhs, ones)[: batch.size, 0]
+        found.extend(batch[out != 1].tolist())
+    return tuple(found)
+
+
+#: Columns a panel's product is computed with (zeros past the centers): a
+#: narrow panel product could take OpenBLAS's one-pass small-matrix kernel,
+#: whose sums need not be the panelled driver's.
+PANEL_WIDTH = 64
+
+
+def _panel_product(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """One panel's product ``lhs @ rhs``, by the panelled driver's kernels."""
+    n_clusters = rhs.shape[1]
+    if n_clusters >= PANEL_WIDTH:
+        return _chunked_product(lhs, rhs)
+    padded = np.zeros((rhs.shape[0], PANEL_WIDTH), dtype=rhs.dtype, order="F")
+    padded[:, :n_clusters] = rhs
+    return _chunked_product(lhs, padded)[:, :n_clusters]
+
+
+def _panelled(lhs: np.ndarray, rhs: np.ndarray, starts: tuple[int, ...]) -> np.ndarray:
+    """``lhs @ rhs`` summed panel by panel (from 0), panels starting at ``starts``."""
+    bounds = (0, *starts, lhs.shape[1])
+    out = _panel_product(lhs[:, : bounds[1]], rhs[: bounds[1]])
+    for a, b in zip(bounds[1:-1], bounds[2:]):
+        out += _panel_product(lhs[:, a:b], rhs[a:b])
+    return out
+
+
 @functools.cache
 def _fold_norms(dtype: np.dtype, n_features: int) -> bool:
     """Whether :class:`Scorer` may fold ``|c|^2`` into the GEMM for this dtype and width.
@@ -221,6 +318,8 @@ class Scorer:
         self._scaled = self._buf[:, :n_features]
         self._minus_two = dtype.type(-2)
         self.norms = self._buf[:, n_features] if self.fold else np.empty(n_clusters, dtype)
+        #: Where OpenBLAS starts each panel of the product (see gemm_panels).
+        self.panels = () if self.fold else gemm_panels(dtype, n_features, n_clusters)
         #: The float32 first pass of :meth:`labels`, where it pays (see :mod:`._screen`).
         self.screen = (
             _screen.Screen(n_clusters, n_features)
@@ -345,6 +444,8 @@ class Scorer:
         """
         n_rows = lhs.shape[0]
         rhs = self.matrix
+        if self.panels:
+            return self._panelled_product(lhs, out)
         full = n_rows // ROW_CHUNK if n_rows > ROW_CHUNK else 0
         if full:
             head = full * ROW_CHUNK
@@ -360,6 +461,48 @@ class Scorer:
         if not self.fold:
             out += self.norms
         return out
+
+    def _panelled_product(self, lhs: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """:meth:`product` where OpenBLAS adds panels into ``|c|^2`` (see :func:`gemm_panels`).
+
+        Each part's output starts as the norms and each panel's product is
+        added in turn, as scikit-learn's ``beta=1`` GEMM does. A last partial
+        chunk small enough for OpenBLAS's one-pass kernel has no panels
+        (:func:`_partial_chunk_panelled`), nor then has scikit-learn's.
+        """
+        n_rows = lhs.shape[0]
+        head = n_rows // ROW_CHUNK * ROW_CHUNK
+        rhs = self.matrix
+        bounds = (0, *self.panels, lhs.shape[1])
+        for first, last in ((0, head), (head, n_rows)):
+            if first == last:
+                continue
+            part, scores = lhs[first:last], out[first:last]
+            if first == head and not _partial_chunk_panelled(
+                self.dtype, self.n_features, rhs.shape[1], last - first
+            ):
+                np.matmul(part, rhs, out=scores)
+                scores += self.norms
+                continue
+            scores[...] = self.norms
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                scores += _panel_product(part[:, a:b], rhs[a:b])
+        return out
+
+
+@functools.cache
+def _partial_chunk_panelled(dtype: np.dtype, n_features: int, n_clusters: int, n_rows: int) -> bool:
+    """Whether OpenBLAS splits the product of ``n_rows`` (< 256) rows into panels too.
+
+    Small products skip the panelled driver on some CPUs (OpenBLAS's
+    small-matrix kernels): NumPy's own product on random data says which.
+    """
+    starts = gemm_panels(dtype, n_features, n_clusters)
+    rng = np.random.RandomState(314159)  # private: never the caller's draws
+    lhs = rng.normal(size=(n_rows, n_features)).astype(dtype)
+    rhs = np.asfortranarray(rng.normal(size=(n_features, n_clusters)).astype(dtype))
+    with _blas.section(1):
+        return bool(np.array_equal(np.matmul(lhs, rhs), _panelled(lhs, rhs, starts)))
 
 
 class LabelWork:

@@ -256,3 +256,24 @@ def test_single_step_fit_without_labels_estimates_inertia():
     ).fit(X)
     assert ours.n_steps_ == 1
     assert ours.inertia_ > 0
+
+
+@pytest.mark.parametrize(
+    ("n_features", "n_clusters", "dtype"),
+    [(500, 6, np.float64), (1000, 17, np.float64), (700, 70, np.float32), (2000, 3, np.float64)],
+)
+def test_wide_near_ties_are_labelled_like_sklearn(n_features, n_clusters, dtype):
+    # Past a few hundred features OpenBLAS adds a chunk's product to the
+    # norms panel by panel (scikit-learn's GEMM starts from |c|^2): rows on
+    # the bisector of two centers show whether the rounding is the same.
+    # 1,600 rows: a partial last chunk of 64 rows too.
+    rng = np.random.RandomState(n_features)
+    X = rng.normal(size=(3000, n_features)).astype(dtype)
+    ours = MiniBatchKMeans(n_clusters=n_clusters, random_state=0, n_init=1).fit(X)
+    ref = SkMiniBatchKMeans(n_clusters=n_clusters, random_state=0, n_init=1).fit(X)
+    np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
+    C = ref.cluster_centers_
+    a, b = rng.randint(0, n_clusters, size=(2, 1600))
+    t = 0.5 + rng.uniform(-1, 1, size=(1600, 1)) * 10.0 ** rng.uniform(-17, -6, size=(1600, 1))
+    Y = (C[a] + t * (C[b] - C[a])).astype(dtype)
+    np.testing.assert_array_equal(ours.predict(Y), ref.predict(Y))
