@@ -42,7 +42,7 @@ from . import _blas, _prune, _scratch, _screen
 from ._context import check_cancelled, emit_verbose, warn
 from ._early_stop import Bounded
 from ._twin import SplitChooser, Twin
-from ._validation import is_close
+from ._validation import all_finite, is_close
 
 #: Rows per distance block: scikit-learn's ``CHUNK_SIZE`` (block heights change GEMM rounding).
 ROW_CHUNK = 256
@@ -176,15 +176,32 @@ def _fold_probe(dtype: np.dtype, n_features: int) -> bool:
 #: Fewest features for which :func:`gemm_panels` looks for split products.
 PANEL_MIN_FEATURES = 64
 
+#: Columns a panel's product is computed with (zeros past the centers), and
+#: the probe's: a narrow product could take OpenBLAS's one-pass small-matrix
+#: kernel, whose sums need not be the panelled driver's.
+PANEL_WIDTH = 64
 
-def _chunked_product(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
-    """``lhs @ rhs`` as :meth:`Scorer.product` takes it: one GEMM per 256-row chunk."""
+
+def _chunked_product(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``lhs @ rhs`` as scikit-learn takes it: one GEMM per 256-row chunk (into ``out``).
+
+    ``lhs`` starts on a chunk boundary; run inside ``_blas.section(1)``.
+    """
     n_rows = lhs.shape[0]
-    full = n_rows // ROW_CHUNK
-    if full and n_rows % ROW_CHUNK == 0:
-        stacked = lhs.reshape(full, ROW_CHUNK, lhs.shape[1])
-        return np.matmul(stacked, rhs).reshape(n_rows, rhs.shape[1])
-    return np.matmul(lhs, rhs)
+    if out is None:
+        out = np.empty((n_rows, rhs.shape[1]), dtype=np.result_type(lhs, rhs))
+    full = n_rows // ROW_CHUNK if n_rows > ROW_CHUNK else 0
+    if not full:
+        return np.matmul(lhs, rhs, out=out)
+    head = full * ROW_CHUNK
+    np.matmul(
+        lhs[:head].reshape(full, ROW_CHUNK, lhs.shape[1]),
+        rhs,
+        out=out[:head].reshape(full, ROW_CHUNK, out.shape[1]),
+    )
+    if head < n_rows:
+        np.matmul(lhs[head:], rhs, out=out[head:])
+    return out
 
 
 @functools.cache
@@ -206,8 +223,8 @@ def gemm_panels(dtype: np.dtype, n_features: int, n_clusters: int) -> tuple[int,
         return ()
     dtype = np.dtype(dtype)
     # Panels do not depend on the number of centers once the product goes
-    # through the driver at all: at most 64 columns keep the probe cheap.
-    width = min(n_clusters, 64)
+    # through the driver at all: at most PANEL_WIDTH columns keep the probe cheap.
+    width = min(n_clusters, PANEL_WIDTH)
     rhs = np.ones((n_features, width), dtype=dtype, order="F")
     with _blas.section(1):
         starts = _panel_starts(rhs)
@@ -245,12 +262,6 @@ def _panel_starts(ones: np.ndarray) -> tuple[int, ...]:
     return tuple(found)
 
 
-#: Columns a panel's product is computed with (zeros past the centers): a
-#: narrow panel product could take OpenBLAS's one-pass small-matrix kernel,
-#: whose sums need not be the panelled driver's.
-PANEL_WIDTH = 64
-
-
 def _panel_product(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """One panel's product ``lhs @ rhs``, by the panelled driver's kernels."""
     n_clusters = rhs.shape[1]
@@ -261,13 +272,20 @@ def _panel_product(lhs: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     return _chunked_product(lhs, padded)[:, :n_clusters]
 
 
-def _panelled(lhs: np.ndarray, rhs: np.ndarray, starts: tuple[int, ...]) -> np.ndarray:
-    """``lhs @ rhs`` summed panel by panel (from 0), panels starting at ``starts``."""
+def _add_panels(
+    lhs: np.ndarray, rhs: np.ndarray, starts: tuple[int, ...], out: np.ndarray
+) -> np.ndarray:
+    """Add ``lhs @ rhs`` to ``out`` panel by panel, in order (panels start at ``starts``)."""
     bounds = (0, *starts, lhs.shape[1])
-    out = _panel_product(lhs[:, : bounds[1]], rhs[: bounds[1]])
-    for a, b in zip(bounds[1:-1], bounds[2:]):
+    for a, b in zip(bounds[:-1], bounds[1:]):
         out += _panel_product(lhs[:, a:b], rhs[a:b])
     return out
+
+
+def _panelled(lhs: np.ndarray, rhs: np.ndarray, starts: tuple[int, ...]) -> np.ndarray:
+    """``lhs @ rhs`` summed panel by panel from 0, as the GEMM driver sums it."""
+    out = np.zeros((lhs.shape[0], rhs.shape[1]), dtype=np.result_type(lhs, rhs))
+    return _add_panels(lhs, rhs, starts, out)
 
 
 @functools.cache
@@ -442,22 +460,9 @@ class Scorer:
         ``lhs`` must start on a chunk boundary of the rows scikit-learn would
         score together; see :meth:`scores` for the BLAS section.
         """
-        n_rows = lhs.shape[0]
-        rhs = self.matrix
         if self.panels:
             return self._panelled_product(lhs, out)
-        full = n_rows // ROW_CHUNK if n_rows > ROW_CHUNK else 0
-        if full:
-            head = full * ROW_CHUNK
-            np.matmul(
-                lhs[:head].reshape(full, ROW_CHUNK, lhs.shape[1]),
-                rhs,
-                out=out[:head].reshape(full, ROW_CHUNK, out.shape[1]),
-            )
-            if head < n_rows:
-                np.matmul(lhs[head:], rhs, out=out[head:])
-        else:
-            np.matmul(lhs, rhs, out=out)
+        _chunked_product(lhs, self.matrix, out)
         if not self.fold:
             out += self.norms
         return out
@@ -473,7 +478,6 @@ class Scorer:
         n_rows = lhs.shape[0]
         head = n_rows // ROW_CHUNK * ROW_CHUNK
         rhs = self.matrix
-        bounds = (0, *self.panels, lhs.shape[1])
         for first, last in ((0, head), (head, n_rows)):
             if first == last:
                 continue
@@ -485,8 +489,7 @@ class Scorer:
                 scores += self.norms
                 continue
             scores[...] = self.norms
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                scores += _panel_product(part[:, a:b], rhs[a:b])
+            _add_panels(part, rhs, self.panels, scores)
         return out
 
 
@@ -689,8 +692,8 @@ class _BlockLabeller:
                 rows = np.take(xb, todo, axis=0, out=self.gathered[: todo.size], mode="clip")
                 scores = self.scorer.scores(rows, self.work.rows, self.work.scores(todo.size))
                 lab[todo] = np.argmin(scores, axis=1)
-        if self.finite_check is not None and not finite:
-            _check_block_finite(self.X[start:stop], self.finite_check)
+        if self.finite_check is not None and not finite and not all_finite(self.X[start:stop]):
+            self.finite_check()  # raises validation's error, which looks at all of X
         if self.labels_out is not None:
             self.labels_out[start:stop] = lab
         if not self.with_inertia:
@@ -712,14 +715,6 @@ class _BlockLabeller:
         if self.sample_weight is not None:
             sq *= self.sample_weight[start:stop]
         return sq
-
-
-def _check_block_finite(block: np.ndarray, finite_check: Callable[[], None]) -> None:
-    """Call ``finite_check`` if ``block`` holds NaN or infinity (a sum first, as in validation)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(block.sum()) or np.isfinite(block).all():
-            return
-    finite_check()
 
 
 def labels_inertia(
@@ -788,7 +783,7 @@ def labels_inertia(
     if table is not None:
         block, min_blocks = min(n_samples, _prune.BLOCK_ROWS), 1
     elif scorer.screen is not None:
-        rows_cap = SCREEN_BLOCK_BYTES // _screen.Screen.bytes_per_row(n_clusters, n_features)
+        rows_cap = SCREEN_BLOCK_BYTES // _screen.ScreenBuffers.bytes_per_row(n_clusters, n_features)
         block = _screen_block(n_samples, score_rows, rows_cap)
         min_blocks = SCREEN_MIN_BLOCKS
     else:

@@ -98,6 +98,13 @@ class ScreenBuffers:
         self.counts = np.empty(n_rows, dtype=count_type)
         self.index_sums = np.empty(n_rows, dtype=count_type)
 
+    @staticmethod
+    def bytes_per_row(n_clusters: int, n_features: int) -> int:
+        """Bytes of these buffers per row screened at once."""
+        count = _count_type(n_clusters).itemsize
+        per_center = 4 + 1 + count  # scores, within, flagged
+        return n_clusters * per_center + (n_features + 1) * 4 + 8 + 2 * count  # rows, per-row
+
     @property
     def nbytes(self) -> int:
         """Bytes of the buffers."""
@@ -162,13 +169,6 @@ class Screen:
         self._constant = np.float32(factor * c_max * c_max + _FLOOR)
         # Rows with |x|^2 below this keep W under _MAX_BOUND.
         self._max_sq_norm = np.float32(min(((_MAX_BOUND / 2) / (2 * c_max)) ** 2, 1e38))
-
-    @staticmethod
-    def bytes_per_row(n_clusters: int, n_features: int) -> int:
-        """Bytes of :class:`ScreenBuffers` per row screened at once."""
-        count = _count_type(n_clusters).itemsize
-        per_center = 4 + 1 + count  # scores, within, flagged
-        return n_clusters * per_center + (n_features + 1) * 4 + 8 + 2 * count
 
     def buffers(self, n_rows: int) -> ScreenBuffers:
         """Scratch for :meth:`label` on up to ``n_rows`` rows."""

@@ -304,7 +304,7 @@ def test_data_float32_cannot_resolve_skips_the_float64_rescoring():
 
 @pytest.mark.parametrize(("n_clusters", "n_features"), [(50, 50), (1000, 50), (20, 4096)])
 def test_screened_blocks_keep_their_buffers_near_the_budget(n_clusters, n_features):
-    per_row = _screen.Screen.bytes_per_row(n_clusters, n_features)
+    per_row = _screen.ScreenBuffers.bytes_per_row(n_clusters, n_features)
     rows_cap = _kmeans_steps.SCREEN_BLOCK_BYTES // per_row
     score_rows = _kmeans_steps.rows_per_block(n_clusters, 8)
     block = _kmeans_steps._screen_block(10**7, score_rows, rows_cap)
