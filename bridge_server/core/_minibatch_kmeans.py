@@ -116,6 +116,19 @@ _SCHEMA = EstimatorSchema(
 _OUTPUT_CONTAINERS = ("default", "pandas", "polars")
 
 
+def _compiled() -> np.errstate:
+    """Floating-point error settings for what scikit-learn does in compiled code.
+
+    Its labelling, inertia and center updates are Cython loops, which raise
+    no NumPy warnings (nor errors under ``np.errstate(all="raise")``) on
+    values that overflow; ours are NumPy operations, which would. Code that
+    scikit-learn runs in NumPy (k-means++, ``transform``, the tolerance and
+    the centers' squared change) stays under the caller's settings, so the
+    warnings are the same as scikit-learn's.
+    """
+    return np.errstate(all="ignore")
+
+
 class MiniBatchKMeans(BaseEstimator):
     """Mini-batch k-means clustering, a NumPy reimplementation of scikit-learn 1.5.2's.
 
@@ -533,7 +546,10 @@ class MiniBatchKMeans(BaseEstimator):
                 X, init, random_state, sample_weight, init_size=self._init_size
             )
             # In scikit-learn's order (the default): the best init is chosen on it.
-            inertia = steps.labels_inertia(X_valid, sw_valid, centers) if validate else 0.0
+            inertia = 0.0
+            if validate:
+                with _compiled():
+                    inertia = steps.labels_inertia(X_valid, sw_valid, centers)
             if self.verbose:
                 emit_verbose(f"Inertia for init {init_idx + 1}/{self._n_init}: {inertia}")
             if best_inertia is None or inertia < best_inertia:
@@ -577,14 +593,15 @@ class MiniBatchKMeans(BaseEstimator):
         if self.compute_labels:
             labels = allocate_output("labels_", (n_samples,), np.int32)
             self.labels_ = labels
-            self.inertia_ = steps.labels_inertia(
-                X,
-                sample_weight,
-                centers,
-                labels,
-                on_block=self._block_done("labels"),
-                sklearn_order=False,
-            )
+            with _compiled():
+                self.inertia_ = steps.labels_inertia(
+                    X,
+                    sample_weight,
+                    centers,
+                    labels,
+                    on_block=self._block_done("labels"),
+                    sklearn_order=False,
+                )
         elif self._ewa is not None:
             self.inertia_ = self._ewa.value * n_samples
         else:
@@ -625,7 +642,8 @@ class MiniBatchKMeans(BaseEstimator):
         step = 0
         batch_inertia = Bounded(0.0, 0.0)
         blas = _blas.held(1)
-        with workspace, blas:
+        caller = np.geterr()
+        with workspace, blas, _compiled():
             for step in range(n_steps):
                 blas.breathe()
                 batch_idx = random_state.randint(0, n_samples, batch_size)
@@ -645,7 +663,8 @@ class MiniBatchKMeans(BaseEstimator):
                     signed_weights=signed,
                 )
                 if self._tol > 0.0:
-                    centers_squared_diff = np.sum((centers_new - centers) ** 2)
+                    with np.errstate(**caller):  # NumPy in scikit-learn's loop too
+                        centers_squared_diff = np.sum((centers_new - centers) ** 2)
                 else:
                     centers_squared_diff = 0
                 centers, centers_new = centers_new, centers
@@ -694,28 +713,30 @@ class MiniBatchKMeans(BaseEstimator):
             self._counts = np.zeros(self.n_clusters, dtype=X.dtype)
             self._n_since_last_reassign = 0
 
-        steps.large_batch_step(
-            X,
-            sample_weight,
-            self.cluster_centers_,
-            self._counts,
-            self._random_state,
-            random_reassign=self._random_reassign(),
-            reassignment_ratio=self.reassignment_ratio,
-            verbose=bool(self.verbose),
-        )
+        with _compiled():
+            steps.large_batch_step(
+                X,
+                sample_weight,
+                self.cluster_centers_,
+                self._counts,
+                self._random_state,
+                random_reassign=self._random_reassign(),
+                reassignment_ratio=self.reassignment_ratio,
+                verbose=bool(self.verbose),
+            )
 
         if self.compute_labels:
             labels = allocate_output("labels_", (X.shape[0],), np.int32)
             self.labels_ = labels
-            self.inertia_ = steps.labels_inertia(
-                X,
-                sample_weight,
-                self.cluster_centers_,
-                labels,
-                on_block=self._block_done("labels"),
-                sklearn_order=False,
-            )
+            with _compiled():
+                self.inertia_ = steps.labels_inertia(
+                    X,
+                    sample_weight,
+                    self.cluster_centers_,
+                    labels,
+                    on_block=self._block_done("labels"),
+                    sklearn_order=False,
+                )
         self.n_steps_ += 1
         self._n_features_out = self.cluster_centers_.shape[0]
         report_progress(1, 1, "partial_fit")
@@ -847,13 +868,14 @@ class MiniBatchKMeans(BaseEstimator):
         """
         X = self._validate_test_data(X)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], self.cluster_centers_.dtype)
-        inertia = steps.labels_inertia(
-            X,
-            sample_weight,
-            self.cluster_centers_,
-            on_block=self._block_done("score"),
-            sklearn_order=False,
-        )
+        with _compiled():
+            inertia = steps.labels_inertia(
+                X,
+                sample_weight,
+                self.cluster_centers_,
+                on_block=self._block_done("score"),
+                sklearn_order=False,
+            )
         return -inertia
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

@@ -613,9 +613,14 @@ def feature_name_mismatch_message(fitted: np.ndarray, given: np.ndarray) -> str 
 
 
 def is_close(a: float, b: float, rtol: float = 1e-05, atol: float = 1e-08) -> bool:
-    """``numpy.allclose`` for two scalars, NaNs equal."""
-    if math.isnan(a) and math.isnan(b):
-        return True
+    """``numpy.allclose`` for two scalars, NaNs equal.
+
+    As NumPy's: a NaN is close only to a NaN, and an infinity only to itself.
+    """
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    if math.isinf(a) or math.isinf(b):
+        return a == b
     return abs(a - b) <= atol + rtol * abs(b)
 
 

@@ -229,6 +229,73 @@ def test_small_init_size_warns():
     _same_warnings(lambda cls: cls(n_clusters=5, init_size=3, random_state=0).fit(X_OK))
 
 
+@pytest.mark.parametrize(
+    ("dtype", "scale", "params"),
+    [
+        (np.float64, 3e152, dict(n_clusters=3, n_init=1)),
+        (np.float64, 1e153, dict(n_clusters=3, n_init=3, batch_size=64, tol=1e-3)),
+        (np.float32, 1e18, dict(n_clusters=3, n_init=1)),
+        (np.float32, 3e18, dict(n_clusters=3, n_init=3, batch_size=64, tol=1e-3)),
+    ],
+)
+def test_overflowing_values_warn_as_scikit_learn(dtype, scale, params):
+    # Squares of these values are finite, but sums of them overflow. scikit-learn
+    # warns where it computes in NumPy (k-means++, transform, the tolerance, the
+    # centers' change) and is silent in its compiled labelling, inertia and
+    # updates; the core's NumPy versions of those must be silent too. Its
+    # k-means++ cumulative sums reach infinity without the "unstable" warning.
+    X = (np.random.RandomState(3).normal(size=(300, 10)) * scale).astype(dtype)
+    weights = np.random.RandomState(4).uniform(0.5, 2, 300)
+
+    def run(cls):
+        model = cls(random_state=0, **params)
+        streamed = cls(random_state=0, **params)
+        warned = {
+            "fit": record_warnings(lambda: model.fit(X, sample_weight=weights)),
+            "predict": record_warnings(lambda: model.predict(X)),
+            "score": record_warnings(lambda: model.score(X)),
+            "transform": record_warnings(lambda: model.transform(X)),
+            "partial_fit": record_warnings(lambda: streamed.partial_fit(X).partial_fit(X)),
+        }
+        return model, streamed, warned
+
+    ref, ref_streamed, expected = run(SkMiniBatchKMeans)
+    ours, streamed, got = run(MiniBatchKMeans)
+    assert got == expected
+    assert expected["fit"] and expected["partial_fit"]  # the scenario does warn
+    assert ours.n_steps_ == ref.n_steps_  # and the results are still scikit-learn's
+    np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    np.testing.assert_array_equal(streamed.cluster_centers_, ref_streamed.cluster_centers_)
+
+
+def test_overflowing_center_change_warns_as_scikit_learn():
+    # With tol > 0, scikit-learn sums the centers' squared change in NumPy inside
+    # its loop: 49 centers reassigned across the data overflow that sum (each
+    # square and every distance stays finite), and it warns; so must the core.
+    k = 50
+    X = np.random.RandomState(3).uniform(-2e153, 2e153, size=(2000, 1))
+    init = (2e153 - np.arange(k) * 1e140).reshape(-1, 1)  # one center takes every row
+    params = dict(n_clusters=k, init=init, n_init=1, batch_size=1000, tol=1e-3, max_iter=3)
+    ref = SkMiniBatchKMeans(random_state=0, **params)
+    ours = MiniBatchKMeans(random_state=0, **params)
+    expected = record_warnings(lambda: ref.fit(X))
+    assert record_warnings(lambda: ours.fit(X)) == expected
+    assert "overflow encountered in reduce" in str(expected)
+    assert ours.n_steps_ == ref.n_steps_
+    np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
+
+
+def test_is_close_treats_infinities_as_numpy_does():
+    from bridge_server.core._validation import is_close
+
+    inf, nan = float("inf"), float("nan")
+    pairs = [(inf, inf), (-inf, -inf), (inf, -inf), (inf, 1e308), (1e308, inf), (nan, nan)]
+    pairs += [(nan, 1.0), (1.0, nan), (nan, inf), (1.0, 1.0 + 1e-9), (1.0, 1.1), (0.0, 1e-9)]
+    for a, b in pairs:
+        assert is_close(a, b) == bool(np.allclose(a, b, equal_nan=True)), (a, b)
+
+
 def test_feature_name_warnings():
     pd = pytest.importorskip("pandas")
     df = pd.DataFrame(X_OK, columns=["a", "b", "c"])
