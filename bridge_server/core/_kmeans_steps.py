@@ -38,7 +38,7 @@ from typing import Literal
 
 import numpy as np
 
-from . import _blas, _prune, _scratch, _screen
+from . import _blas, _openmp, _prune, _scratch, _screen
 from ._context import check_cancelled, emit_verbose, warn
 from ._early_stop import Bounded
 from ._twin import SplitChooser, Twin
@@ -586,19 +586,6 @@ def _sample_sq_distances(
     return result
 
 
-def _sequential_sum(values: np.ndarray, start: np.generic, scratch: np.ndarray) -> np.generic:
-    """``start + v0 + v1 + ...`` left to right in ``values``' dtype.
-
-    ``scratch`` must hold ``len(values) + 1`` items of that dtype.
-    """
-    n = values.shape[0]
-    buf = scratch[: n + 1]
-    buf[0] = start
-    buf[1:] = values
-    np.cumsum(buf, out=buf)
-    return buf[n]
-
-
 def _n_threads() -> int:
     """Threads for labelling big inputs: the usable cores, at most 4."""
     try:
@@ -727,6 +714,7 @@ def labels_inertia(
     on_block: Callable[[int, int], None] | None = None,
     sklearn_order: bool = True,
     finite_check: Callable[[], None] | None = None,
+    sum_threads: int = 1,
 ) -> float:
     """Labels and inertia of ``X`` against ``centers``, in blocks of rows.
 
@@ -756,8 +744,7 @@ def labels_inertia(
         of four features), as an inertia that steers the algorithm (choosing
         the best init) must. False, for an inertia that is only reported
         (``inertia_``, ``score``): rows of :data:`FAST_SQ_MIN_FEATURES` or
-        more features are summed by ``einsum``. Either way the rows' values
-        are added in row order.
+        more features are summed by ``einsum``.
     finite_check : callable() or None
         Given when ``X`` has not been checked for NaN and infinity: each
         block is checked as it is labelled (free where the float32 screen
@@ -765,11 +752,15 @@ def labels_inertia(
         thread labels it, and ``finite_check`` is called if a block holds
         any; it must raise (validation's error, which looks at all of
         ``X``). This saves predict a serial pass over its input.
+    sum_threads : int, default=1
+        scikit-learn's OpenMP thread count: the rows' values are added as its
+        parallel loop adds them, each thread's static block left to right,
+        then the blocks' sums (see :mod:`._openmp`). 1: left to right.
 
     Returns
     -------
     float
-        The inertia (summed sequentially in the data's dtype), or 0.0.
+        The inertia (summed in the data's dtype), or 0.0.
     """
     n_samples, n_features = X.shape
     n_clusters = centers.shape[0]
@@ -836,7 +827,9 @@ def labels_inertia(
     # a ValueError, and no warning). The helpers inherit this setting.
     quiet = np.errstate(all="ignore") if finite_check is not None else contextlib.nullcontext()
     with quiet:
-        inertia = _labels_inertia_blocks(labeller, n_samples, block, n_threads, on_block, dtype)
+        inertia = _labels_inertia_blocks(
+            labeller, n_samples, block, n_threads, on_block, dtype, sum_threads
+        )
     # Only after a clean finish: an exception (an interrupt during a join) can
     # leave a helper still writing into its buffers.
     for buffers in taken:
@@ -864,6 +857,7 @@ def _labels_inertia_blocks(
     n_threads: int,
     on_block: Callable[[int, int], None] | None,
     dtype: np.dtype,
+    sum_threads: int,
 ) -> float:
     """The block loop of :func:`labels_inertia`: ``n_samples`` rows on ``n_threads`` threads.
 
@@ -871,8 +865,7 @@ def _labels_inertia_blocks(
     are as in :func:`labels_inertia`.
     """
     n_blocks = -(-n_samples // block)
-    scratch = np.empty(block + 1, dtype=dtype)
-    total = dtype.type(0)
+    total = _openmp.PrangeSum(n_samples, sum_threads, dtype)
     # One BLAS thread throughout (other core calls share it); a section at
     # another count gets a turn between blocks (one thread) or rounds of
     # blocks (helpers idle), never mid-block.
@@ -885,10 +878,10 @@ def _labels_inertia_blocks(
                 stop = min(start + block, n_samples)
                 sq = state.run(start, stop)
                 if sq is not None:
-                    total = _sequential_sum(sq, total, scratch)
+                    total.add(sq)
                 if on_block is not None:
                     on_block(stop, n_samples)
-        return float(total)
+        return float(total.total)
 
     lock = threading.Lock()
     # Distances of blocks finished out of order, until every block before them is added.
@@ -899,14 +892,13 @@ def _labels_inertia_blocks(
 
     def finish(index: int, rows: int, sq: np.ndarray | None) -> int:
         """Record a finished block; add every block now in row order. Returns the rows done."""
-        nonlocal total
         with lock:
             progress["rows"] += rows
             if sq is not None:
                 # A copy: the thread's buffer is reused for its next block.
                 waiting[index] = sq.copy()
                 while progress["next"] in waiting:
-                    total = _sequential_sum(waiting.pop(progress["next"]), total, scratch)
+                    total.add(waiting.pop(progress["next"]))
                     progress["next"] += 1
             return progress["rows"]
 
@@ -959,7 +951,7 @@ def _labels_inertia_blocks(
                 raise errors[0]
     if on_block is not None:
         on_block(n_samples, n_samples)
-    return float(total)
+    return float(total.total)
 
 
 def euclidean_distances_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray) -> None:
@@ -1080,9 +1072,19 @@ class StepWorkspace:
     n_clusters, n_features : int
     dtype : numpy dtype
         float32 or float64, the data's dtype.
+    sum_threads : int, default=1
+        scikit-learn's OpenMP thread count, whose blocks :meth:`batch_inertia`
+        sums in (see :mod:`._openmp`).
     """
 
-    def __init__(self, batch_size: int, n_clusters: int, n_features: int, dtype: np.dtype) -> None:
+    def __init__(
+        self,
+        batch_size: int,
+        n_clusters: int,
+        n_features: int,
+        dtype: np.dtype,
+        sum_threads: int = 1,
+    ) -> None:
         self.capacity = batch_size
         self.X = np.empty((batch_size, n_features), dtype=dtype)
         self.weights = np.empty(batch_size, dtype=dtype)
@@ -1105,10 +1107,8 @@ class StepWorkspace:
         self._twin_work: LabelWork | None = None
         self.labels = np.empty(batch_size, dtype=np.intp)
         self.diff = np.empty((batch_size, n_features), dtype=dtype)
-        self.scratch = np.empty(batch_size + 1, dtype=dtype)
-        # bincount with all-zero bins sums float64 weights left to right: the
-        # batch inertia's sequential sum without cumsum's full-length output.
-        self.zeros = np.zeros(batch_size, dtype=np.intp) if dtype == np.float64 else None
+        # The batch inertia in scikit-learn's order (its OpenMP threads' blocks).
+        self.summed = _openmp.PrangeSum(batch_size, sum_threads, dtype)
         self.flat_index = np.empty((batch_size, n_features), dtype=np.intp)
         # Row c holds the flat positions of center c's features in a (k, f) array.
         self.flat_table = np.arange(n_clusters * n_features, dtype=np.intp).reshape(
@@ -1211,14 +1211,18 @@ class StepWorkspace:
         centers: np.ndarray,
         labels: np.ndarray,
     ) -> np.generic:
-        """Batch inertia: weighted squared distances to the labels' centers, summed in order."""
+        """Batch inertia: the weighted squared distances to the labels' centers, summed.
+
+        Each row's squares in blocks of four features, the rows in the blocks
+        of scikit-learn's OpenMP threads (the workspace's ``sum_threads``).
+        """
         n_rows = X.shape[0]
         sq = _sample_sq_distances(X, centers, labels, self.diff[:n_rows], out=self.sq[:n_rows])
         if sample_weight is not None:
             sq *= sample_weight
-        if self.zeros is not None:
-            return np.bincount(self.zeros[:n_rows], weights=sq, minlength=1)[0]
-        return _sequential_sum(sq, sq.dtype.type(0), self.scratch)
+        self.summed.restart(n_rows)
+        self.summed.add(sq)
+        return self.summed.total
 
     def batch_inertia_bounded(
         self,

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import _blas, _early_stop
+from . import _blas, _early_stop, _openmp
 from . import _kmeans_steps as steps
 from ._base import UNCHANGED, BaseEstimator
 from ._context import (
@@ -342,6 +342,9 @@ class MiniBatchKMeans(BaseEstimator):
         if n_samples < self.n_clusters:
             raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
         self._tol = steps.tolerance(X, self.tol)
+        # The thread count of scikit-learn's OpenMP loops here: its inertias are
+        # summed in their blocks, and so are the core's (see _openmp).
+        self._n_threads = _openmp.sklearn_threads()
 
         if self.n_init == "auto":
             if isinstance(self.init, str) and self.init == "k-means++":
@@ -549,7 +552,9 @@ class MiniBatchKMeans(BaseEstimator):
             inertia = 0.0
             if validate:
                 with _compiled():
-                    inertia = steps.labels_inertia(X_valid, sw_valid, centers)
+                    inertia = steps.labels_inertia(
+                        X_valid, sw_valid, centers, sum_threads=self._n_threads
+                    )
             if self.verbose:
                 emit_verbose(f"Inertia for init {init_idx + 1}/{self._n_init}: {inertia}")
             if best_inertia is None or inertia < best_inertia:
@@ -601,6 +606,7 @@ class MiniBatchKMeans(BaseEstimator):
                     labels,
                     on_block=self._block_done("labels"),
                     sklearn_order=False,
+                    sum_threads=self._n_threads,
                 )
         elif self._ewa is not None:
             self.inertia_ = self._ewa.value * n_samples
@@ -637,7 +643,9 @@ class MiniBatchKMeans(BaseEstimator):
 
         batch_size = self._batch_size
         n_steps = (self.max_iter * n_samples) // batch_size
-        workspace = steps.StepWorkspace(batch_size, self.n_clusters, n_features, X.dtype)
+        workspace = steps.StepWorkspace(
+            batch_size, self.n_clusters, n_features, X.dtype, sum_threads=self._n_threads
+        )
         verbose = bool(self.verbose)
         step = 0
         batch_inertia = Bounded(0.0, 0.0)
@@ -736,6 +744,7 @@ class MiniBatchKMeans(BaseEstimator):
                     labels,
                     on_block=self._block_done("labels"),
                     sklearn_order=False,
+                    sum_threads=self._n_threads,
                 )
         self.n_steps_ += 1
         self._n_features_out = self.cluster_centers_.shape[0]
@@ -875,6 +884,7 @@ class MiniBatchKMeans(BaseEstimator):
                 self.cluster_centers_,
                 on_block=self._block_done("score"),
                 sklearn_order=False,
+                sum_threads=self._n_threads,
             )
         return -inertia
 

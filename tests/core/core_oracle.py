@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,10 +18,25 @@ SkMiniBatchKMeans = sklearn_cluster.MiniBatchKMeans
 
 
 @contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
-    """scikit-learn's inertia depends on its OpenMP thread count; ours is sequential."""
-    with threadpool_limits(1, user_api="openmp"):
-        yield
+def openmp_threads(n: int) -> Iterator[None]:
+    """scikit-learn's OpenMP loops on ``n`` threads, and the core told so.
+
+    scikit-learn sums its inertias in one block per OpenMP thread, so their
+    last bits, and the near-ties they decide (the best init, verbose lines,
+    early stops), depend on the thread count; the core sums in the blocks of
+    the count scikit-learn would use, which ``OMP_NUM_THREADS`` sets for both.
+    Fits on either side inside this context agree whatever the machine.
+    """
+    old = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    try:
+        with threadpool_limits(n, user_api="openmp"):
+            yield
+    finally:
+        if old is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = old
 
 
 def sklearn_error(call: Callable[[], Any]) -> BaseException:

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 import pytest
-from core_oracle import SkMiniBatchKMeans, capture_stdout, record_warnings, single_threaded
+from core_oracle import SkMiniBatchKMeans, capture_stdout, record_warnings
 from sklearn.datasets import make_blobs
 
 from bridge_server.core import CallCancelled, CallContext, MiniBatchKMeans, call_context
@@ -35,8 +35,7 @@ def _collecting_context(**kwargs):
     ],
 )  # fmt: skip
 def test_verbose_lines_equal_sklearns_stdout(params):
-    with single_threaded():
-        expected = capture_stdout(lambda: SkMiniBatchKMeans(**params).fit(X))
+    expected = capture_stdout(lambda: SkMiniBatchKMeans(**params).fit(X))
     ctx, events = _collecting_context()
     with call_context(ctx):
         printed = capture_stdout(lambda: MiniBatchKMeans(**params).fit(X))
@@ -47,8 +46,7 @@ def test_verbose_lines_equal_sklearns_stdout(params):
 
 def test_verbose_without_context_prints_like_sklearn():
     params = dict(n_clusters=3, random_state=0, verbose=1, batch_size=500)
-    with single_threaded():
-        expected = capture_stdout(lambda: SkMiniBatchKMeans(**params).fit(X))
+    expected = capture_stdout(lambda: SkMiniBatchKMeans(**params).fit(X))
     assert capture_stdout(lambda: MiniBatchKMeans(**params).fit(X)) == expected
 
 

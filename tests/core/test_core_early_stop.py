@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from core_oracle import SkMiniBatchKMeans, assert_same_fit, single_threaded
+from core_oracle import SkMiniBatchKMeans, assert_same_fit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.cluster._k_means_common import _inertia_dense
@@ -123,8 +123,7 @@ def test_values_whose_bounds_reach_past_the_largest_float_are_never_compared():
     )
     with np.errstate(over="ignore", invalid="ignore"):
         ours = MiniBatchKMeans(**params).fit(X.reshape(-1, 1))
-        with single_threaded():
-            ref = SkMiniBatchKMeans(**params).fit(X.reshape(-1, 1))
+        ref = SkMiniBatchKMeans(**params).fit(X.reshape(-1, 1))
     assert ours.n_steps_ == ref.n_steps_
     np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
 
@@ -159,8 +158,7 @@ def test_an_undecided_stop_reruns_the_steps_in_scikit_learns_order(monkeypatch, 
     params = dict(params, random_state=rs_ours)
     with call_context(CallContext(on_progress=lambda *e: events.append(e))):
         ours = MiniBatchKMeans(**params).fit(DATA)
-    with single_threaded():
-        ref = SkMiniBatchKMeans(**dict(params, random_state=rs_theirs)).fit(DATA)
+    ref = SkMiniBatchKMeans(**dict(params, random_state=rs_theirs)).fit(DATA)
     assert_same_fit(ours, ref)  # n_steps_, n_iter_, labels_, inertia_
     np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)  # bit for bit
     # The caller's random state ends where scikit-learn leaves it.
@@ -176,6 +174,5 @@ def test_fits_whose_inertias_are_shown_sum_them_in_scikit_learns_order():
     # Without labels, inertia_ is the smoothed batch inertia itself.
     params = dict(n_clusters=8, batch_size=256, random_state=0, compute_labels=False)
     ours = MiniBatchKMeans(**params).fit(DATA)
-    with single_threaded():
-        ref = SkMiniBatchKMeans(**params).fit(DATA)
+    ref = SkMiniBatchKMeans(**params).fit(DATA)
     assert ours.inertia_ == ref.inertia_

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from core_oracle import SkMiniBatchKMeans, assert_same_fit, single_threaded
+from core_oracle import SkMiniBatchKMeans, assert_same_fit
 from sklearn.datasets import make_blobs
 
 from bridge_server.core import MiniBatchKMeans
@@ -54,8 +54,7 @@ def test_fit_matches_sklearn(dataset, params):
     X = DATASETS[dataset]()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with single_threaded():
-            ref = SkMiniBatchKMeans(**params).fit(X)
+        ref = SkMiniBatchKMeans(**params).fit(X)
         ours = MiniBatchKMeans(**params).fit(X)
     assert_same_fit(ours, ref)
 
@@ -63,8 +62,7 @@ def test_fit_matches_sklearn(dataset, params):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_float32_stays_float32_and_matches(seed):
     X = _blobs(4000, 6, 8, seed=seed).astype(np.float32)
-    with single_threaded():
-        ref = SkMiniBatchKMeans(n_clusters=8, random_state=seed, batch_size=512).fit(X)
+    ref = SkMiniBatchKMeans(n_clusters=8, random_state=seed, batch_size=512).fit(X)
     ours = MiniBatchKMeans(n_clusters=8, random_state=seed, batch_size=512).fit(X)
     assert ours.cluster_centers_.dtype == np.float32
     assert_same_fit(ours, ref, rtol=0, inertia_rtol=1e-5)
@@ -73,8 +71,7 @@ def test_float32_stays_float32_and_matches(seed):
 def test_float32_wide_rounded_matches():
     # 33 features: single-precision GEMM rounds differently per block height.
     X = np.round(_blobs(3000, 33, 5, seed=4), 1).astype(np.float32)
-    with single_threaded():
-        ref = SkMiniBatchKMeans(n_clusters=7, random_state=0, batch_size=700).fit(X)
+    ref = SkMiniBatchKMeans(n_clusters=7, random_state=0, batch_size=700).fit(X)
     ours = MiniBatchKMeans(n_clusters=7, random_state=0, batch_size=700).fit(X)
     assert_same_fit(ours, ref, rtol=0, inertia_rtol=1e-5)
 
@@ -83,10 +80,7 @@ def test_float32_wide_rounded_matches():
 def test_sample_weight_matches(dtype):
     X = _blobs(3000, 4, 6, seed=5).astype(dtype)
     sw = np.random.RandomState(0).uniform(0.1, 3.0, size=X.shape[0])
-    with single_threaded():
-        ref = SkMiniBatchKMeans(n_clusters=6, random_state=0, batch_size=256).fit(
-            X, sample_weight=sw
-        )
+    ref = SkMiniBatchKMeans(n_clusters=6, random_state=0, batch_size=256).fit(X, sample_weight=sw)
     ours = MiniBatchKMeans(n_clusters=6, random_state=0, batch_size=256).fit(X, sample_weight=sw)
     assert_same_fit(ours, ref, inertia_rtol=1e-5)
 
@@ -94,10 +88,9 @@ def test_sample_weight_matches(dtype):
 def test_integer_weights_and_zero_weights_match():
     X = _integer_grid(1500, 2, seed=3)
     sw = np.random.RandomState(1).randint(0, 4, size=X.shape[0]).astype(float)
-    with single_threaded():
-        ref = SkMiniBatchKMeans(n_clusters=9, random_state=2, batch_size=128, init="random").fit(
-            X, sample_weight=sw
-        )
+    ref = SkMiniBatchKMeans(n_clusters=9, random_state=2, batch_size=128, init="random").fit(
+        X, sample_weight=sw
+    )
     ours = MiniBatchKMeans(n_clusters=9, random_state=2, batch_size=128, init="random").fit(
         X, sample_weight=sw
     )
@@ -164,8 +157,7 @@ def test_partial_fit_stream_matches(params, dtype):
     ref, ours = SkMiniBatchKMeans(**params), MiniBatchKMeans(**params)
     for start in range(0, X.shape[0], 1000):
         chunk, w = X[start : start + 1000], sw[start : start + 1000]
-        with single_threaded():
-            ref.partial_fit(chunk, sample_weight=w)
+        ref.partial_fit(chunk, sample_weight=w)
         ours.partial_fit(chunk, sample_weight=w)
         rtol = 0 if dtype == np.float32 else 1e-10
         np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=rtol)
@@ -186,8 +178,7 @@ def test_wide_partial_fit_stream_predict_and_score_match(rounded):
     params = dict(n_clusters=8, random_state=0, reassignment_ratio=0.2)
     ref, ours = SkMiniBatchKMeans(**params), MiniBatchKMeans(**params)
     for start in range(0, X.shape[0], 1000):
-        with single_threaded():
-            ref.partial_fit(X[start : start + 1000])
+        ref.partial_fit(X[start : start + 1000])
         ours.partial_fit(X[start : start + 1000])
         np.testing.assert_array_equal(ours.labels_, ref.labels_)
     assert_same_fit(ours, ref, inertia_rtol=1e-10)
