@@ -33,6 +33,7 @@ and pruning is off where it fails.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections import OrderedDict
 
@@ -262,9 +263,30 @@ class CellTable:
 
 
 def _grid_shape(extent: np.ndarray, n_cells: int) -> np.ndarray:
-    """Cells per axis for about ``n_cells`` square-ish cells over ``extent`` (all > 0)."""
-    side = float(np.prod(extent) / max(1, n_cells)) ** (1.0 / extent.size)
-    return np.array([max(1, int(np.ceil(e / side))) for e in extent], dtype=np.intp)
+    """Cells per axis for about ``n_cells`` square-ish cells over ``extent`` (all > 0).
+
+    An axis narrower than a cell's side gets one cell, and the other axes
+    share the cells: extents can differ by many orders of magnitude (centers
+    on a constant feature differ by rounding only). The side is found in
+    logarithms, so no product of extents underflows or overflows. Each axis
+    gets at most ``n_cells`` cells, and all together at most ``2**d`` times
+    ``n_cells``.
+    """
+    n_cells = max(1, n_cells)
+    logs = np.log(extent)
+    shape = np.ones(extent.size, dtype=np.intp)
+    active = np.ones(extent.size, dtype=bool)
+    log_side = 0.0
+    while active.any():
+        log_side = (float(logs[active].sum()) - math.log(n_cells)) / int(active.sum())
+        thin = active & (logs <= log_side)
+        if not thin.any():
+            break
+        active &= ~thin
+    if active.any():
+        cells = np.ceil(np.exp(logs[active] - log_side))
+        shape[active] = np.minimum(cells, n_cells).astype(np.intp)
+    return shape
 
 
 def _half_diagonal(width: np.ndarray) -> float:

@@ -149,3 +149,47 @@ def test_no_grid_beyond_float64_arithmetic(centers):
         _kmeans_steps.labels_inertia(X, None, centers, labels, with_inertia=False)
         expected = _scored_labels(X, centers)
     np.testing.assert_array_equal(labels, expected)
+
+
+@pytest.mark.parametrize(
+    "extent",
+    [
+        [5.8e-2, 2.1e-15],  # centers on a constant feature differ by rounding
+        [3e-110, 3e-110, 3e-110],  # the product of the extents underflows
+        [1e-140, 1e100],  # and one that would overflow a cell count
+        [1e100, 1e100, 1e-100],
+        [1.0, 2.0, 3.0],
+        [7.0],
+    ],
+)
+@pytest.mark.parametrize("n_cells", [1, 16, 256])
+def test_grid_shape_stays_within_the_cell_budget(extent, n_cells):
+    shape = _prune._grid_shape(np.array(extent), n_cells)
+    assert shape.dtype == np.intp and (shape >= 1).all() and (shape <= n_cells).all()
+    assert int(np.prod(shape)) <= 2 ** len(extent) * n_cells
+    widest = int(np.argmax(extent))
+    assert shape[widest] == shape.max()  # the cells go to the wide axes
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        # A constant feature: centers on it differ only by rounding, and the
+        # grid once gave that axis's sliver ~1e8 cells (13 GiB).
+        lambda rng: [rng.randint(0, 50, 6000) * 1e-3, np.full(6000, 5.0)],
+        # Three features spread over 3e-110: their product underflowed to 0.
+        lambda rng: [rng.randint(0, 4, 6000) * 1e-110 for _ in range(3)],
+    ],
+    ids=["constant-feature", "tiny-spread"],
+)
+def test_degenerate_spreads_get_a_small_grid_and_sklearns_labels(columns):
+    X = np.column_stack(columns(np.random.RandomState(0)))
+    params = dict(n_clusters=30, random_state=0, max_iter=2, batch_size=1024)
+    ref = SkMiniBatchKMeans(**params).fit(X)
+    ours = MiniBatchKMeans(**params).fit(X)
+    np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+    table = _prune.table_for(X.shape[0], ours.cluster_centers_, X.dtype)
+    assert table is not None  # the grid was used, and is small
+    assert table.table.nbytes < 16 << 20
