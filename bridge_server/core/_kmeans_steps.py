@@ -182,6 +182,22 @@ PANEL_MIN_FEATURES = 64
 PANEL_WIDTH = 64
 
 
+def _gemm(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``np.matmul(lhs, rhs, out=out)`` for 2-D operands, by a matrix-matrix product always.
+
+    NumPy takes a one-row ``lhs`` as a vector and calls BLAS's GEMV, whose
+    sums round differently from GEMM's; scikit-learn calls GEMM for one row
+    too. So one row is multiplied as two copies of it, and the first kept.
+    """
+    if lhs.shape[0] != 1:
+        return np.matmul(lhs, rhs, out=out)
+    pair = np.matmul(np.concatenate([lhs, lhs]), rhs)[:1]
+    if out is None:
+        return pair
+    np.copyto(out, pair)
+    return out
+
+
 def _chunked_product(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``lhs @ rhs`` as scikit-learn takes it: one GEMM per 256-row chunk (into ``out``).
 
@@ -192,7 +208,7 @@ def _chunked_product(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray | None = 
         out = np.empty((n_rows, rhs.shape[1]), dtype=np.result_type(lhs, rhs))
     full = n_rows // ROW_CHUNK if n_rows > ROW_CHUNK else 0
     if not full:
-        return np.matmul(lhs, rhs, out=out)
+        return _gemm(lhs, rhs, out=out)
     head = full * ROW_CHUNK
     np.matmul(
         lhs[:head].reshape(full, ROW_CHUNK, lhs.shape[1]),
@@ -200,7 +216,7 @@ def _chunked_product(lhs: np.ndarray, rhs: np.ndarray, out: np.ndarray | None = 
         out=out[:head].reshape(full, ROW_CHUNK, out.shape[1]),
     )
     if head < n_rows:
-        np.matmul(lhs[head:], rhs, out=out[head:])
+        _gemm(lhs[head:], rhs, out=out[head:])
     return out
 
 
@@ -485,7 +501,7 @@ class Scorer:
             if first == head and not _partial_chunk_panelled(
                 self.dtype, self.n_features, rhs.shape[1], last - first
             ):
-                np.matmul(part, rhs, out=scores)
+                _gemm(part, rhs, out=scores)
                 scores += self.norms
                 continue
             scores[...] = self.norms
@@ -505,7 +521,7 @@ def _partial_chunk_panelled(dtype: np.dtype, n_features: int, n_clusters: int, n
     lhs = rng.normal(size=(n_rows, n_features)).astype(dtype)
     rhs = np.asfortranarray(rng.normal(size=(n_features, n_clusters)).astype(dtype))
     with _blas.section(1):
-        return bool(np.array_equal(np.matmul(lhs, rhs), _panelled(lhs, rhs, starts)))
+        return bool(np.array_equal(_gemm(lhs, rhs), _panelled(lhs, rhs, starts)))
 
 
 class LabelWork:
