@@ -331,7 +331,13 @@ class MiniBatchKMeans(BaseEstimator):
     def _finite_check(self, X: np.ndarray) -> Callable[[], None]:
         """The NaN/infinity check of ``X`` that validation left undone, as a callable."""
         name = type(self).__name__
-        return lambda: assert_all_finite(X, input_name="X", estimator_name=name)
+        caller = np.geterr()  # labelling runs with errors ignored; the check did not
+
+        def check() -> None:
+            with np.errstate(**caller):
+                assert_all_finite(X, input_name="X", estimator_name=name)
+
+        return check
 
     def _validate_test_data(self, X: Any, *, check_finite: bool = True) -> np.ndarray:
         check_is_fitted(self)

@@ -332,13 +332,20 @@ def assert_all_finite(
 ) -> None:
     """Raise scikit-learn's ValueError if ``array`` holds NaN or infinity.
 
-    Scans blocks of :data:`FINITE_CHECK_ROWS` rows so that a memory-mapped
-    array of any size is checked with bounded temporaries: a cheap sum per
-    block first, an element-wise look only in a block whose sum is not finite.
-    As in scikit-learn, a NaN anywhere wins over an infinity.
+    A sum of everything first, as scikit-learn's; if it is not finite, blocks
+    of :data:`FINITE_CHECK_ROWS` rows are looked at, so that a memory-mapped
+    array of any size is checked with bounded temporaries (a cheap sum per
+    block, element-wise only in a block whose sum is not finite). As in
+    scikit-learn, a NaN anywhere wins over an infinity.
     """
     if array.dtype.kind not in "fc" or array.size == 0:
         return
+    # scikit-learn's first look, under the caller's error settings: one sum of
+    # everything, overflow ignored (so +inf and -inf warn "invalid value
+    # encountered in reduce", as there). No temporaries, whatever the size.
+    with np.errstate(over="ignore"):
+        if np.isfinite(array.sum()):
+            return
     rows = array.reshape(array.shape[0], -1) if array.ndim > 1 else array.reshape(-1, 1)
     found_inf = False
     for start in range(0, rows.shape[0], FINITE_CHECK_ROWS):
