@@ -134,8 +134,8 @@ class CellTable:
     """
 
     def __init__(self, centers: np.ndarray, n_rows: int, dtype: np.dtype) -> None:
-        if not grid_fits(centers):
-            raise ValueError("these centers are beyond the grid's float64 arithmetic")
+        if not grid_fits(centers, dtype):
+            raise ValueError("these centers are beyond the grid's arithmetic")
         n_clusters, n_features = centers.shape
         c64 = centers.astype(np.float64)
         lo = c64.min(axis=0)
@@ -152,6 +152,9 @@ class CellTable:
         x_norm = float(np.sqrt(np.sum(corner**2)))
         c_norm = float(np.sqrt(np.max(np.einsum("ij,ij->i", c64, c64))))
         bound = 4 * (n_features + 3) * unit * (c_norm**2 + 2 * x_norm * c_norm)
+        # ... and the absolute error of results in the subnormal range (half
+        # the smallest subnormal per operation, 2K + 1 operations).
+        bound += 4 * (n_features + 3) * float(np.finfo(dtype).smallest_subnormal)
 
         def beaten(dist: np.ndarray, best: np.ndarray, radius: float) -> np.ndarray:
             """Whether a center at ``dist`` from a cell's middle is farther than the
@@ -321,16 +324,26 @@ def clear_cache() -> None:
         _seen.clear()
 
 
-def grid_fits(centers: np.ndarray) -> bool:
-    """Whether a grid around ``centers`` keeps its float64 arithmetic finite and exact enough.
+def grid_fits(centers: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether a grid around ``centers`` can say what scores in ``dtype`` decide.
 
-    Squares of coordinates (and of the grid's reach past the centers) must not
+    The grid's own float64 arithmetic must stay finite and exact enough:
+    squares of coordinates (and of the grid's reach past the centers) must not
     overflow, and cell widths must not be so small that their reciprocals do.
-    Data that fails this is labelled the plain way.
+    So must the scores it stands for, in ``dtype``: where they would overflow
+    (float32 from about 1e18) scikit-learn's labels are not the nearest
+    center's, and where every score is at the bottom of the range (float32
+    centers below about 3e-16) no cell would be certain. Data that fails this
+    is labelled the plain way.
     """
+    info = np.finfo(dtype)
     lo, hi = centers.min(axis=0), centers.max(axis=0)
-    if not float(max(np.abs(lo).max(), np.abs(hi).max())) < GRID_REACH:
+    largest = float(max(np.abs(lo).max(), np.abs(hi).max()))
+    reach = min(GRID_REACH, 0.25 * math.sqrt(float(info.max) / (centers.shape[1] + 1)))
+    if not largest < reach:
         return False  # (and hi - lo could overflow)
+    if largest * largest < float(info.tiny) / float(info.eps):
+        return False
     span = hi - lo
     positive = span[span > 0]
     return positive.size == 0 or float(positive.min()) > GRID_MIN_SPAN
@@ -353,7 +366,7 @@ def table_for(n_samples: int, centers: np.ndarray, dtype: np.dtype) -> CellTable
         n_features > MAX_FEATURES
         or n_samples < MIN_ROWS
         or n_clusters < 2
-        or not grid_fits(centers)
+        or not grid_fits(centers, dtype)
         or not gather_is_exact(dtype, n_features)
     ):
         return None

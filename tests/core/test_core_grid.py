@@ -138,7 +138,7 @@ def test_predict_and_score_match_sklearn_on_tie_heavy_data(dtype, n_features):
 )
 def test_no_grid_beyond_float64_arithmetic(centers):
     # Finite data that passes validation: labelled the plain way, without a grid.
-    assert not _prune.grid_fits(centers)
+    assert not _prune.grid_fits(centers, np.dtype(np.float64))
     assert _prune.table_for(100_000, centers, np.dtype(np.float64)) is None
     with pytest.raises(ValueError, match="beyond the grid"):
         _prune.CellTable(centers, 100_000, np.dtype(np.float64))
@@ -193,3 +193,25 @@ def test_degenerate_spreads_get_a_small_grid_and_sklearns_labels(columns):
     table = _prune.table_for(X.shape[0], ours.cluster_centers_, X.dtype)
     assert table is not None  # the grid was used, and is small
     assert table.table.nbytes < 16 << 20
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-40])
+def test_no_certain_cells_where_float32_scores_underflow(scale):
+    # Every float32 score of these rows underflows to 0 (or nearly): scikit-learn
+    # labels them all 0, and the grid (4,096 rows, 24 centers: built at once)
+    # must not call its geometry certain there.
+    X = (np.random.RandomState(0).rand(4096, 1) * scale).astype(np.float32)
+    ref = SkMiniBatchKMeans(n_clusters=24, random_state=0).fit(X)
+    ours = MiniBatchKMeans(n_clusters=24, random_state=0).fit(X)
+    np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+
+
+def test_grid_reach_follows_the_scores_dtype():
+    centers = np.array([[0.0, 0.0], [1e18, 1e18], [3e18, -2e18]])
+    assert _prune.grid_fits(centers, np.dtype(np.float64))
+    assert not _prune.grid_fits(centers, np.dtype(np.float32))  # float32 squares overflow
+    assert _prune.grid_fits(centers / 1e10, np.dtype(np.float32))
+    assert not _prune.grid_fits(centers * 1e-35, np.dtype(np.float32))  # scores underflow
+    assert _prune.grid_fits(centers * 1e-35, np.dtype(np.float64))
