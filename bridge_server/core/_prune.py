@@ -331,7 +331,7 @@ def grid_fits(centers: np.ndarray, dtype: np.dtype) -> bool:
     squares of coordinates (and of the grid's reach past the centers) must not
     overflow, and cell widths must not be so small that their reciprocals do.
     So must the scores it stands for, in ``dtype``: where they would overflow
-    (float32 from about 1e18) scikit-learn's labels are not the nearest
+    (float32 from about 2e18) scikit-learn's labels are not the nearest
     center's, and where every score is at the bottom of the range (float32
     centers below about 3e-16) no cell would be certain. Data that fails this
     is labelled the plain way.
