@@ -133,12 +133,7 @@ def _sq_distances_init(
         out += B_sq_norms.reshape(1, -1)
     else:
         out = np.empty((A.shape[0], B.shape[0]), dtype=np.float32)
-        n_features = A.shape[1]
-        maxmem = max(
-            ((A.shape[0] + B.shape[0]) * n_features + A.shape[0] * B.shape[0]) / 10, 10 * 2**17
-        )
-        tmp = 2 * n_features
-        step = max(int((-tmp + np.sqrt(tmp**2 + 4 * maxmem)) / 2), 1)
+        step = upcast_rows(A.shape[0], B.shape[0], A.shape[1])
         for a0 in range(0, A.shape[0], step):
             a64 = A[a0 : a0 + step].astype(np.float64)
             a_norms = row_sq_norms(a64)[:, np.newaxis]
@@ -150,6 +145,19 @@ def _sq_distances_init(
                 out[a0 : a0 + step, b0 : b0 + step] = d.astype(np.float32, copy=False)
     np.maximum(out, 0, out=out)
     return out
+
+
+def upcast_rows(n_x: int, n_y: int, n_features: int) -> int:
+    """Rows per chunk, on both sides, of scikit-learn's float32 distances taken in float64.
+
+    scikit-learn's ``_euclidean_distances_upcast`` sizes its chunks to about a
+    tenth of the memory of both inputs and the ``(n_x, n_y)`` result (at
+    least 10 MiB in 8-byte items). Products of other row counts can round
+    differently, so the core uses the same chunks.
+    """
+    maxmem = max(((n_x + n_y) * n_features + n_x * n_y) / 10, 10 * 2**17)
+    tmp = 2 * n_features
+    return max(int((-tmp + np.sqrt(tmp**2 + 4 * maxmem)) / 2), 1)
 
 
 def _fold_probe(dtype: np.dtype, n_features: int) -> bool:
@@ -970,22 +978,28 @@ def _labels_inertia_blocks(
     return float(total.total)
 
 
-def euclidean_distances_block(X: np.ndarray, centers: np.ndarray, out: np.ndarray) -> None:
+def euclidean_distances_block(
+    X: np.ndarray, centers: np.ndarray, out: np.ndarray, center_rows: int | None = None
+) -> None:
     """Euclidean distances of rows of ``X`` to ``centers`` into ``out`` (n_rows, n_clusters).
 
     As scikit-learn's ``euclidean_distances``: ``-2 x.c + |x|^2 + |c|^2``
-    clipped at 0, square-rooted; float32 input is computed in float64.
+    clipped at 0, square-rooted; float32 input is computed in float64, on
+    chunks of ``center_rows`` centers (see :func:`upcast_rows`; all at once
+    if None), as scikit-learn's upcast takes them.
     """
-    if X.dtype == np.float32 or centers.dtype == np.float32:
-        x = X.astype(np.float64)
-        c = centers.astype(np.float64)
-    else:
-        x, c = X, centers
-    d = -2 * (x @ c.T)
-    d += row_sq_norms(x)[:, np.newaxis]
-    d += row_sq_norms(c)[np.newaxis, :]
-    # Rounded to the output dtype before clipping and the root, as scikit-learn does.
-    out[...] = d
+    upcast = X.dtype == np.float32 or centers.dtype == np.float32
+    x = X.astype(np.float64) if upcast else X
+    x_norms = row_sq_norms(x)[:, np.newaxis]
+    step = centers.shape[0] if center_rows is None else center_rows
+    for c0 in range(0, centers.shape[0], step):
+        c = centers[c0 : c0 + step]
+        c = c.astype(np.float64) if upcast else c
+        d = -2 * (x @ c.T)
+        d += x_norms
+        d += row_sq_norms(c)[np.newaxis, :]
+        # Rounded to the output dtype before clipping and the root, as scikit-learn does.
+        out[:, c0 : c0 + step] = d
     np.maximum(out, 0, out=out)
     np.sqrt(out, out=out)
 

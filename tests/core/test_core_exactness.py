@@ -291,3 +291,22 @@ def test_one_row_blocks_are_labelled_like_sklearn(n_features, dtype):
         assert ours.predict(row)[0] == ref.predict(row)[0]
     tails = np.vstack([Y] * 9)[:513]  # 2 x 256 + 1
     np.testing.assert_array_equal(ours.predict(tails), ref.predict(tails))
+
+
+@pytest.mark.parametrize(
+    ("n_features", "n_clusters", "n_rows"),
+    [(65, 3, 9000), (449, 2, 9000), (50, 300, 20000), (4, 1200, 3000)],
+)
+def test_float32_transform_is_sklearns_bit_for_bit(n_features, n_clusters, n_rows):
+    # scikit-learn takes float32 distances in float64 on chunks sized from the
+    # whole input (and 1,200 centers: chunks of centers too). Products of other
+    # row counts round otherwise, which an offset of 1e6 magnified to 1e-3.
+    rng = np.random.RandomState(n_features)
+    X = (rng.normal(size=(max(2 * n_clusters, 2000), n_features)) + 1e6).astype(np.float32)
+    Y = (rng.normal(size=(n_rows, n_features)) + 1e6).astype(np.float32)
+    params = dict(n_clusters=n_clusters, random_state=0, n_init=1, max_iter=1)
+    ours, ref = MiniBatchKMeans(**params).fit(X), SkMiniBatchKMeans(**params).fit(X)
+    np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
+    got, expected = ours.transform(Y), ref.transform(Y)
+    assert got.dtype == expected.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
