@@ -978,27 +978,59 @@ def _labels_inertia_blocks(
     return float(total.total)
 
 
-def euclidean_distances_block(
-    X: np.ndarray, centers: np.ndarray, out: np.ndarray, center_rows: int | None = None
+def euclidean_distances(
+    X: np.ndarray,
+    centers: np.ndarray,
+    out: np.ndarray,
+    on_block: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Euclidean distances of rows of ``X`` to ``centers`` into ``out`` (n_rows, n_clusters).
+    """Distances of the rows of ``X`` to ``centers``, into ``out`` (n_samples, n_clusters).
 
-    As scikit-learn's ``euclidean_distances``: ``-2 x.c + |x|^2 + |c|^2``
-    clipped at 0, square-rooted; float32 input is computed in float64, on
-    chunks of ``center_rows`` centers (see :func:`upcast_rows`; all at once
-    if None), as scikit-learn's upcast takes them.
+    As scikit-learn's ``euclidean_distances`` computes them for ``transform``:
+    ``-2 x.c + |x|^2 + |c|^2`` clipped at 0, square-rooted, in ``out``'s dtype.
+    A product's rounding of a row depends on the product's size (and on how
+    BLAS splits it between threads), so the core takes scikit-learn's products:
+
+    - float32: in float64, on chunks of :func:`upcast_rows` rows and centers;
+    - float64: one product of all rows, written into ``out`` (the only
+      ``n_samples x n_clusters`` array); the rest goes block by block.
+
+    ``on_block(done, total)`` is called after each block (progress, cancellation).
     """
-    upcast = X.dtype == np.float32 or centers.dtype == np.float32
-    x = X.astype(np.float64) if upcast else X
+    n_samples, n_clusters = X.shape[0], centers.shape[0]
+    if out.dtype == np.float32:
+        block = upcast_rows(n_samples, n_clusters, X.shape[1])
+        for start in range(0, n_samples, block):
+            stop = min(start + block, n_samples)
+            _upcast_distances(X[start:stop], centers, out[start:stop], block)
+            if on_block is not None:
+                on_block(stop, n_samples)
+        return
+    np.matmul(X, centers.T, out=out)
+    c_norms = row_sq_norms(centers)[np.newaxis, :]
+    block = rows_per_block(n_clusters, 8)
+    for start in range(0, n_samples, block):
+        stop = min(start + block, n_samples)
+        d = out[start:stop]
+        d *= -2
+        d += row_sq_norms(X[start:stop])[:, np.newaxis]
+        d += c_norms
+        np.maximum(d, 0, out=d)
+        np.sqrt(d, out=d)
+        if on_block is not None:
+            on_block(stop, n_samples)
+
+
+def _upcast_distances(X: np.ndarray, centers: np.ndarray, out: np.ndarray, step: int) -> None:
+    """float32 distances of a chunk of rows, in float64, on chunks of ``step`` centers."""
+    x = X.astype(np.float64)
     x_norms = row_sq_norms(x)[:, np.newaxis]
-    step = centers.shape[0] if center_rows is None else center_rows
     for c0 in range(0, centers.shape[0], step):
-        c = centers[c0 : c0 + step]
-        c = c.astype(np.float64) if upcast else c
+        c = centers[c0 : c0 + step].astype(np.float64)
         d = -2 * (x @ c.T)
         d += x_norms
         d += row_sq_norms(c)[np.newaxis, :]
-        # Rounded to the output dtype before clipping and the root, as scikit-learn does.
+        # Rounded to float32 before clipping and the root, as scikit-learn does.
         out[:, c0 : c0 + step] = d
     np.maximum(out, 0, out=out)
     np.sqrt(out, out=out)

@@ -802,23 +802,11 @@ class MiniBatchKMeans(BaseEstimator):
         return self.fit(X, sample_weight=sample_weight).labels_
 
     def _distances(self, X: np.ndarray) -> np.ndarray:
-        """Euclidean distances to every center, block by block into the output."""
+        """Euclidean distances to every center, into the output (as scikit-learn's products)."""
         centers = self.cluster_centers_
         dtype = np.result_type(X.dtype, centers.dtype)
         out = allocate_output("transform", (X.shape[0], centers.shape[0]), dtype)
-        n_samples, n_clusters = X.shape[0], centers.shape[0]
-        center_rows: int | None = None
-        if dtype == np.float32:
-            # scikit-learn's float64 chunks: other row counts can round otherwise.
-            block = center_rows = steps.upcast_rows(n_samples, n_clusters, X.shape[1])
-        else:
-            block = steps.rows_per_block(n_clusters, 8)
-        centers = centers.astype(dtype)
-        for start in range(0, n_samples, block):
-            stop = min(start + block, n_samples)
-            steps.euclidean_distances_block(X[start:stop], centers, out[start:stop], center_rows)
-            report_progress(stop, n_samples, "transform")
-            check_cancelled()
+        steps.euclidean_distances(X, centers.astype(dtype), out, self._block_done("transform"))
         return out
 
     def _wrap_output(self, data: np.ndarray, original: Any) -> Any:
