@@ -135,16 +135,25 @@ def _sq_distances_init(
         out = np.empty((A.shape[0], B.shape[0]), dtype=np.float32)
         step = upcast_rows(A.shape[0], B.shape[0], A.shape[1])
         for a0 in range(0, A.shape[0], step):
-            a64 = A[a0 : a0 + step].astype(np.float64)
-            a_norms = row_sq_norms(a64)[:, np.newaxis]
-            for b0 in range(0, B.shape[0], step):
-                b64 = B[b0 : b0 + step].astype(np.float64)
-                d = -2 * (a64 @ b64.T)
-                d += a_norms
-                d += row_sq_norms(b64)[np.newaxis, :]
-                out[a0 : a0 + step, b0 : b0 + step] = d.astype(np.float32, copy=False)
+            _upcast_sq_distances(A[a0 : a0 + step], B, out[a0 : a0 + step], step)
     np.maximum(out, 0, out=out)
     return out
+
+
+def _upcast_sq_distances(A: np.ndarray, B: np.ndarray, out: np.ndarray, step: int) -> None:
+    """One chunk of rows of scikit-learn's float32 squared distances, taken in float64.
+
+    ``-2 a.b + |a|^2 + |b|^2`` for the rows of ``A`` against ``B`` in chunks of
+    ``step`` rows, rounded into ``out`` (len(A), len(B)) float32; not clipped.
+    """
+    a64 = A.astype(np.float64)
+    a_norms = row_sq_norms(a64)[:, np.newaxis]
+    for b0 in range(0, B.shape[0], step):
+        b64 = B[b0 : b0 + step].astype(np.float64)
+        d = -2 * (a64 @ b64.T)
+        d += a_norms
+        d += row_sq_norms(b64)[np.newaxis, :]
+        out[:, b0 : b0 + step] = d
 
 
 def upcast_rows(n_x: int, n_y: int, n_features: int) -> int:
@@ -1002,7 +1011,10 @@ def euclidean_distances(
         block = upcast_rows(n_samples, n_clusters, X.shape[1])
         for start in range(0, n_samples, block):
             stop = min(start + block, n_samples)
-            _upcast_distances(X[start:stop], centers, out[start:stop], block)
+            d = out[start:stop]
+            _upcast_sq_distances(X[start:stop], centers, d, block)
+            np.maximum(d, 0, out=d)
+            np.sqrt(d, out=d)
             if on_block is not None:
                 on_block(stop, n_samples)
         return
@@ -1019,21 +1031,6 @@ def euclidean_distances(
         np.sqrt(d, out=d)
         if on_block is not None:
             on_block(stop, n_samples)
-
-
-def _upcast_distances(X: np.ndarray, centers: np.ndarray, out: np.ndarray, step: int) -> None:
-    """float32 distances of a chunk of rows, in float64, on chunks of ``step`` centers."""
-    x = X.astype(np.float64)
-    x_norms = row_sq_norms(x)[:, np.newaxis]
-    for c0 in range(0, centers.shape[0], step):
-        c = centers[c0 : c0 + step].astype(np.float64)
-        d = -2 * (x @ c.T)
-        d += x_norms
-        d += row_sq_norms(c)[np.newaxis, :]
-        # Rounded to float32 before clipping and the root, as scikit-learn does.
-        out[:, c0 : c0 + step] = d
-    np.maximum(out, 0, out=out)
-    np.sqrt(out, out=out)
 
 
 # --------------------------------------------------------------------------- #
