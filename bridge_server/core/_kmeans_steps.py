@@ -1007,26 +1007,22 @@ def euclidean_distances(
     ``on_block(done, total)`` is called after each block (progress, cancellation).
     """
     n_samples, n_clusters = X.shape[0], centers.shape[0]
-    if out.dtype == np.float32:
+    upcast = out.dtype == np.float32
+    if upcast:
         block = upcast_rows(n_samples, n_clusters, X.shape[1])
-        for start in range(0, n_samples, block):
-            stop = min(start + block, n_samples)
-            d = out[start:stop]
-            _upcast_sq_distances(X[start:stop], centers, d, block)
-            np.maximum(d, 0, out=d)
-            np.sqrt(d, out=d)
-            if on_block is not None:
-                on_block(stop, n_samples)
-        return
-    np.matmul(X, centers.T, out=out)
-    c_norms = row_sq_norms(centers)[np.newaxis, :]
-    block = rows_per_block(n_clusters, 8)
+    else:
+        np.matmul(X, centers.T, out=out)
+        c_norms = row_sq_norms(centers)[np.newaxis, :]
+        block = rows_per_block(n_clusters, 8)
     for start in range(0, n_samples, block):
         stop = min(start + block, n_samples)
         d = out[start:stop]
-        d *= -2
-        d += row_sq_norms(X[start:stop])[:, np.newaxis]
-        d += c_norms
+        if upcast:
+            _upcast_sq_distances(X[start:stop], centers, d, block)
+        else:
+            d *= -2
+            d += row_sq_norms(X[start:stop])[:, np.newaxis]
+            d += c_norms
         np.maximum(d, 0, out=d)
         np.sqrt(d, out=d)
         if on_block is not None:

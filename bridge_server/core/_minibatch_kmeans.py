@@ -738,11 +738,9 @@ class MiniBatchKMeans(BaseEstimator):
                 reassignment_ratio=self.reassignment_ratio,
                 verbose=bool(self.verbose),
             )
-
-        if self.compute_labels:
-            labels = allocate_output("labels_", (X.shape[0],), np.int32)
-            self.labels_ = labels
-            with _compiled():
+            if self.compute_labels:
+                labels = allocate_output("labels_", (X.shape[0],), np.int32)
+                self.labels_ = labels
                 self.inertia_ = steps.labels_inertia(
                     X,
                     sample_weight,

@@ -38,9 +38,9 @@ def sklearn_threads() -> int:
     limit it; physical cores are counted only when none of those does).
     A limit set at run time (``threadpoolctl``) is not seen.
     """
-    requested = _omp_num_threads_env(os.environ.get("OMP_NUM_THREADS", ""))
-    if os.environ.get("OMP_NUM_THREADS"):
-        return requested or _affinity_count()
+    env = os.environ.get("OMP_NUM_THREADS")
+    if env:  # OpenMP ignores an entry that is not a positive count
+        return _omp_num_threads_env(env) or _affinity_count()
     return max(1, min(_affinity_count(), _usable_cores()))
 
 
