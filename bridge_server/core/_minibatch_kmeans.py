@@ -873,8 +873,16 @@ class MiniBatchKMeans(BaseEstimator):
         float
             ``-sum_i w_i |x_i - c(x_i)|^2``.
         """
-        X = self._validate_test_data(X)
-        sample_weight = check_sample_weight(sample_weight, X.shape[0], self.cluster_centers_.dtype)
+        # As in predict, NaN and infinity in X are looked for while labelling.
+        X = self._validate_test_data(X, check_finite=False)
+        finite_check = self._finite_check(X)
+        try:
+            sample_weight = check_sample_weight(
+                sample_weight, X.shape[0], self.cluster_centers_.dtype
+            )
+        except Exception:
+            finite_check()  # scikit-learn reports X's NaN or infinity first
+            raise
         with _compiled():
             inertia = steps.labels_inertia(
                 X,
@@ -882,6 +890,7 @@ class MiniBatchKMeans(BaseEstimator):
                 self.cluster_centers_,
                 on_block=self._block_done("score"),
                 sklearn_order=False,
+                finite_check=finite_check,
                 sum_threads=self._n_threads,
             )
         return -inertia

@@ -379,10 +379,11 @@ def _wide_predict_input(case: str) -> tuple[np.ndarray, np.ndarray]:
         "huge_centers-last",
     ],
 )
-def test_predict_finds_nan_and_infinity_while_labelling(monkeypatch, case):
-    # predict leaves the NaN/infinity check to the labelling threads (free
-    # where the float32 screen labels a block): many small blocks on two
-    # threads. Under the strictest settings NumPy must not warn or raise
+@pytest.mark.parametrize("method", ["predict", "score"])
+def test_predict_finds_nan_and_infinity_while_labelling(monkeypatch, case, method):
+    # predict and score leave the NaN/infinity check to the labelling threads
+    # (free where the float32 screen labels a block): many small blocks on
+    # two threads. Under the strictest settings NumPy must not warn or raise
     # about the bad values before scikit-learn's ValueError.
     from bridge_server.core import _kmeans_steps
 
@@ -394,6 +395,7 @@ def test_predict_finds_nan_and_infinity_while_labelling(monkeypatch, case):
         ours = MiniBatchKMeans(n_clusters=4, random_state=0).fit(X)
         ref = SkMiniBatchKMeans(n_clusters=4, random_state=0).fit(X)
         np.testing.assert_array_equal(ours.predict(Y), ref.predict(Y))
+        assert np.isclose(ours.score(Y), ref.score(Y), rtol=1e-12)
         return
     n_clusters = 30 if case.startswith("narrow") else 4  # 30: the grid is built at once
     reference = SkMiniBatchKMeans(n_clusters=n_clusters, random_state=0).fit(X)
@@ -402,9 +404,9 @@ def test_predict_finds_nan_and_infinity_while_labelling(monkeypatch, case):
         warnings.simplefilter("error")
         # scikit-learn's ValueError; or, for inf and -inf together, the
         # FloatingPointError of its own first sum (which the core's check repeats).
-        expected = sklearn_error(lambda: reference.predict(Y))
+        expected = sklearn_error(lambda: getattr(reference, method)(Y))
         with pytest.raises(type(expected)) as info:
-            ours.predict(Y)
+            getattr(ours, method)(Y)
     assert str(info.value) == str(expected)
     assert isinstance(expected, (ValueError, FloatingPointError))
 
@@ -415,6 +417,38 @@ def test_predict_reports_nan_before_a_wrong_feature_count():
     _same_error(lambda cls: cls(n_clusters=3, random_state=0).fit(X).predict(Y))
     Y[49, 4] = np.nan
     _same_error(lambda cls: cls(n_clusters=3, random_state=0).fit(X).predict(Y))
+
+
+@pytest.mark.parametrize(
+    ("bad_x", "weights"),
+    [
+        ("nan", np.ones(49)),  # wrong length
+        ("nan", np.full(50, np.nan)),
+        ("both_infinities", np.full(50, np.inf)),
+        ("both_infinities", "text"),
+        ("none", np.full(50, np.nan)),
+        ("none", np.ones((50, 2, 2))),
+    ],
+)
+def test_score_reports_x_before_its_sample_weight(bad_x, weights):
+    # score checks X for NaN and infinity while labelling, after validating
+    # sample_weight: when the weights are bad too, X's error (and the warning
+    # of its first sum) must still come first, as in scikit-learn.
+    X = np.random.RandomState(0).normal(size=(100, 12))
+    Y = np.random.RandomState(1).normal(size=(50, 12))
+    if bad_x == "nan":
+        Y[40, 3] = np.nan
+    elif bad_x == "both_infinities":
+        Y[1, 0], Y[-1, -1] = np.inf, -np.inf
+
+    def call(cls):
+        return cls(n_clusters=3, random_state=0).fit(X).score(Y, sample_weight=weights)
+
+    expected = record_warnings(lambda: sklearn_error(lambda: call(SkMiniBatchKMeans)))
+    assert record_warnings(lambda: sklearn_error(lambda: call(MiniBatchKMeans))) == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (recorded above)
+        _same_error(call)
 
 
 def _both_infinities(n_rows: int, n_features: int) -> np.ndarray:
