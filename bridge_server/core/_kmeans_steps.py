@@ -833,6 +833,8 @@ def labels_inertia(
         table is not None,
     )
     taken: list[_LabellerBuffers] = []
+    if finite_check is not None:
+        finite_check = _once(finite_check)
 
     def labeller() -> _BlockLabeller:
         buffers = _scratch.POOL.take(pool_key)
@@ -868,6 +870,29 @@ def labels_inertia(
     for buffers in taken:
         _scratch.POOL.give(pool_key, buffers, buffers.nbytes)
     return inertia
+
+
+def _once(check: Callable[[], None]) -> Callable[[], None]:
+    """``check`` (which raises) run at most once, whichever threads call it.
+
+    Two threads may each find a bad block; the check's first sum warns, and
+    scikit-learn warns once. A later caller raises the first call's
+    exception again (to stop its thread) without checking again.
+    """
+    lock = threading.Lock()
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        with lock:
+            if raised:
+                raise raised[0]
+            try:
+                check()
+            except BaseException as exc:
+                raised.append(exc)
+                raise
+
+    return run
 
 
 def _screen_block(n_samples: int, score_rows: int, rows_cap: int = SCREEN_BLOCK_ROWS) -> int:

@@ -451,6 +451,27 @@ def test_score_reports_x_before_its_sample_weight(bad_x, weights):
         _same_error(call)
 
 
+@pytest.mark.parametrize("method", ["predict", "score"])
+def test_threads_finding_bad_blocks_at_once_warn_once(monkeypatch, method):
+    # Every block holds +inf and -inf, so both labelling threads find one in
+    # their first block: the check (whose first sum warns) must run once.
+    from bridge_server.core import _kmeans_steps
+
+    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 2)
+    monkeypatch.setattr(_kmeans_steps, "SCREEN_BLOCK_ROWS", 512)
+    X = np.random.RandomState(0).normal(size=(2000, 12))
+    Y = np.random.RandomState(1).normal(size=(400_000, 12))
+    Y[::512, 0], Y[1::512, 1] = np.inf, -np.inf
+
+    def call(cls):
+        return getattr(cls(n_clusters=3, random_state=0).fit(X), method)(Y)
+
+    expected = record_warnings(lambda: sklearn_error(lambda: call(SkMiniBatchKMeans)))
+    for _ in range(5):
+        assert record_warnings(lambda: sklearn_error(lambda: call(MiniBatchKMeans))) == expected
+    assert len(expected) == 1
+
+
 def _both_infinities(n_rows: int, n_features: int) -> np.ndarray:
     X = np.random.RandomState(1).normal(size=(n_rows, n_features))
     X[1, 0], X[-1, -1] = np.inf, -np.inf  # rows apart (different blocks when long)
