@@ -1505,33 +1505,42 @@ def large_batch_step(
 ) -> None:
     """:func:`mini_batch_step` in place for a batch of any size (``partial_fit``).
 
-    Labels the batch block by block and accumulates centers block by block;
-    accumulation is sequential per center, so carrying the running sums from
-    one block to the next gives the same result as one pass.
+    Labels the whole batch with :func:`labels_inertia` (on its threads, as
+    scikit-learn's OpenMP loop labels it), then accumulates the centers
+    block by block; accumulation is sequential per center, so carrying the
+    running sums from one block to the next gives the same result as one
+    pass. Checks for cancellation after each block.
     """
     n_rows, n_features = X.shape
     n_clusters = centers.shape[0]
     dtype = centers.dtype
-    block = min(rows_per_block(n_clusters, dtype.itemsize), n_rows)
-    ws = StepWorkspace(block, n_clusters, n_features, dtype)
-    ws.scorer.set_centers(centers)
     labels = np.empty(n_rows, dtype=np.intp)
+    labels_inertia(
+        X, None, centers, labels, with_inertia=False, on_block=lambda done, total: check_cancelled()
+    )
+    block = min(rows_per_block(n_clusters, dtype.itemsize), n_rows)
+    # Row c holds the flat positions of center c's features in a (k, f) array.
+    flat_table = np.arange(n_clusters * n_features, dtype=np.intp).reshape(n_clusters, n_features)
+    flat_index = np.empty((block, n_features), dtype=np.intp)
+    weighted = None if sample_weight is None else np.empty((block, n_features), dtype=dtype)
     acc = np.multiply(centers, weight_sums[:, np.newaxis])
-    batch_weight = np.zeros(n_clusters, dtype=dtype)
+    if sample_weight is None:
+        # Counts are exact integers in either float type: the same as adding ones.
+        batch_weight = np.bincount(labels, minlength=n_clusters).astype(dtype)
+    else:
+        batch_weight = np.zeros(n_clusters, dtype=dtype)
+        np.add.at(batch_weight, labels, sample_weight)
     for start in range(0, n_rows, block):
         stop = min(start + block, n_rows)
-        xb = X[start:stop]
-        lab = labels[start:stop]
-        with _blas.section(1):
-            ws.scorer.labels(xb, ws.work, lab)
-        swb = None if sample_weight is None else sample_weight[start:stop]
-        if swb is None:
-            batch_weight += np.bincount(lab, minlength=n_clusters).astype(dtype)
-            contrib = xb
-        else:
-            np.add.at(batch_weight, lab, swb)
-            contrib = np.multiply(xb, swb[:, np.newaxis], out=ws.diff[: stop - start])
-        flat = np.take(ws.flat_table, lab, axis=0, out=ws.flat_index[: stop - start], mode="clip")
+        contrib = X[start:stop]
+        if sample_weight is not None:
+            assert weighted is not None
+            contrib = np.multiply(
+                contrib, sample_weight[start:stop, np.newaxis], out=weighted[: stop - start]
+            )
+        flat = np.take(
+            flat_table, labels[start:stop], axis=0, out=flat_index[: stop - start], mode="clip"
+        )
         np.add.at(acc.reshape(-1), flat.reshape(-1), contrib.reshape(-1))
         check_cancelled()
     received = batch_weight > 0
