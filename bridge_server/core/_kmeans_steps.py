@@ -1336,6 +1336,19 @@ class StepWorkspace:
         return Bounded.sum_of(total, magnitude, n_rows * (n_features + 1), X.dtype)
 
 
+def _unit_weight_sums(labels: np.ndarray, n_clusters: int, dtype: np.dtype) -> np.ndarray:
+    """Each center's batch weight (n_clusters,) in ``dtype`` when every weight is 1.
+
+    scikit-learn adds the ones one by one in ``dtype``: exact up to
+    ``2**24`` in float32, where the sum stops growing (``2**24 + 1`` rounds
+    back down). Counts clipped there are that sum, in any float type.
+    """
+    counts = np.bincount(labels, minlength=n_clusters)
+    if np.dtype(dtype) == np.float32:
+        np.minimum(counts, 2**24, out=counts)
+    return counts.astype(dtype)
+
+
 def _accumulate_centers(
     X: np.ndarray,
     sample_weight: np.ndarray | None,
@@ -1356,11 +1369,8 @@ def _accumulate_centers(
     dtype = centers.dtype
     n_rows = X.shape[0]
     if sample_weight is None:
-        # Counts are exact integers in either float type, so this equals
-        # adding ones one by one.
-        counts = np.bincount(labels, minlength=n_clusters)
-        batch_weight = counts.astype(dtype)
-        every = np.count_nonzero(counts) == n_clusters  # counts are never negative
+        batch_weight = _unit_weight_sums(labels, n_clusters, dtype)
+        every = np.count_nonzero(batch_weight) == n_clusters  # never negative
         contrib = X
     else:
         batch_weight = np.zeros(n_clusters, dtype=dtype)
@@ -1525,8 +1535,7 @@ def large_batch_step(
     weighted = None if sample_weight is None else np.empty((block, n_features), dtype=dtype)
     acc = np.multiply(centers, weight_sums[:, np.newaxis])
     if sample_weight is None:
-        # Counts are exact integers in either float type: the same as adding ones.
-        batch_weight = np.bincount(labels, minlength=n_clusters).astype(dtype)
+        batch_weight = _unit_weight_sums(labels, n_clusters, dtype)
     else:
         batch_weight = np.zeros(n_clusters, dtype=dtype)
         np.add.at(batch_weight, labels, sample_weight)

@@ -196,6 +196,19 @@ def test_partial_fit_after_fit_continues_like_sklearn():
     assert_same_fit(ours, ref)
 
 
+def test_float32_unit_weights_stop_counting_at_2_to_the_24():
+    # scikit-learn adds a center's unit weights one by one in float32, and that
+    # sum stops growing at 2**24: a center that takes more rows in one call
+    # moves by less than their mean says, and so must the core's.
+    X = np.random.RandomState(0).uniform(0, 1, size=(2**24 + 2**20, 1)).astype(np.float32)
+    X[:4] = 100.0
+    params = dict(n_clusters=2, init=np.array([[0.5], [100.0]], np.float32), n_init=1)
+    ref = SkMiniBatchKMeans(random_state=0, compute_labels=False, **params).partial_fit(X)
+    ours = MiniBatchKMeans(random_state=0, compute_labels=False, **params).partial_fit(X)
+    assert ref._counts[0] == 2**24  # the scenario saturates
+    np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
+
+
 def test_first_partial_fit_without_labels_has_no_inertia():
     X = _blobs(500, 3, 3)
     ours = MiniBatchKMeans(n_clusters=3, random_state=0, compute_labels=False).partial_fit(X)
