@@ -13,7 +13,9 @@ labels. Each timed run follows an untimed run of the same side
 milliseconds after each call, and would otherwise share the cores with the
 core's next run; ``--back-to-back`` times without it. "predict" repeats a
 fitted model's predict (the core reuses its grid of certain cells for
-unchanged centers); "predict, cold" rebuilds it per call.
+unchanged centers); "predict, cold" rebuilds it per call. "partial_fit x10"
+streams the data through ``partial_fit`` in 10 equal chunks (the same
+centers asserted).
 Run ``python benchmarks/core_vs_sklearn.py [--quick] [--repeats N]``;
 ``--stops`` times nothing and reports how close each case's early-stopping
 comparisons came to the bounds they are decided with (seeds 0-4);
@@ -78,6 +80,19 @@ CASES: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, dict[str, Any]]]] = 
     "1M x 2, k=100": big2d_case,
     "200k x 50, k=50": wide_case,
 }
+
+
+#: Chunks each case's data is streamed in for the partial_fit row.
+STREAM_CHUNKS = 10
+
+
+def stream(cls: type, X: np.ndarray, params: dict[str, Any]) -> Any:
+    """``cls(**params)`` after ``partial_fit`` on X in :data:`STREAM_CHUNKS` equal chunks."""
+    est = cls(**params)
+    chunk = -(-X.shape[0] // STREAM_CHUNKS)
+    for start in range(0, X.shape[0], chunk):
+        est.partial_fit(X[start : start + chunk])
+    return est
 
 
 def cold_predict(est: MiniBatchKMeans, X: np.ndarray) -> np.ndarray:
@@ -211,10 +226,26 @@ def run(
             warmup=1,
             rewarm=rewarm,
         )
+        streamed = stream(MiniBatchKMeans, X, params)
+        assert np.array_equal(
+            streamed.cluster_centers_, stream(SkMiniBatchKMeans, X, params).cluster_centers_
+        ), name
+        stream_times = compare(
+            {
+                "core": lambda X=X, p=params: stream(MiniBatchKMeans, X, p),
+                "sklearn": lambda X=X, p=params: stream(SkMiniBatchKMeans, X, p),
+            },
+            repeats=repeats,
+            warmup=warmup,
+            rewarm=rewarm,
+        )
         extra = dict(n_steps=str(ours.n_steps_), inertia=f"{inertia_ratio:.12f}")
         rows.append(summarise(f"fit     {name}", fit_times, baseline="sklearn", **extra))
         rows.append(summarise(f"predict {name}", predict_times, baseline="sklearn"))
         rows.append(summarise(f"predict, cold {name}", cold_times, baseline="sklearn"))
+        rows.append(
+            summarise(f"partial_fit x{STREAM_CHUNKS} {name}", stream_times, baseline="sklearn")
+        )
         print(f"done: {name}", flush=True)
     print()
     print_table(rows)
