@@ -521,13 +521,11 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> 
     if hasattr(sw_dtype_orig, "kind") and sw_dtype_orig.kind == "c":
         raise ValueError(f"Complex data not supported\n{sample_weight}\n")
     sw = np.asarray(sample_weight, dtype=dtype, order="C")
-    if sw.ndim == 0:
-        raise ValueError(
-            f"Expected 2D array, got scalar array instead:\narray={sw}.\n" + _RESHAPE_HINT
-        )
     if sw.ndim >= 3:
         raise ValueError(f"Found array with dim {sw.ndim}. None expected <= 2.")
     assert_all_finite(sw, input_name="sample_weight")
+    if sw.ndim == 0:  # a 0-d array or a string: no sample count (a number is handled above)
+        raise TypeError(f"Singleton array {sw!r} cannot be considered a valid collection.")
     if sw.shape[0] < 1:
         raise ValueError(
             f"Found array with {sw.shape[0]} sample(s) (shape={sw.shape}) while a"

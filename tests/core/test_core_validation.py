@@ -174,11 +174,16 @@ def test_fitted_attribute_before_fit_is_plain_attribute_error(name):
         np.array([np.nan] + [1.0] * 59),
         np.array([np.inf] * 60),
         np.ones(0),
+        np.array(2.0),
+        np.array(np.nan),
+        "1",
+        np.ones((2, 2, 15)),
     ],
-    ids=["short", "two_d", "nan", "inf", "empty"],
+    ids=["short", "two_d", "nan", "inf", "empty", "zero_d", "zero_d_nan", "string", "three_d"],
 )
 def test_bad_sample_weight(sample_weight):
     _same_error(lambda cls: cls(n_clusters=2).fit(X_OK, sample_weight=sample_weight))
+    _same_error(lambda cls: cls(n_clusters=2).partial_fit(X_OK, sample_weight=sample_weight))
 
     def score(cls):
         return cls(n_clusters=2, random_state=0).fit(X_OK).score(X_OK, sample_weight=sample_weight)
