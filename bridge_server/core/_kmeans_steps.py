@@ -34,7 +34,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -397,24 +397,35 @@ class Scorer:
         """
         return LabelWork(self, n_rows, exact_rows)
 
-    def labels(self, X: np.ndarray, work: LabelWork, out: np.ndarray) -> bool:
+    def labels(
+        self,
+        X: np.ndarray,
+        work: LabelWork,
+        out: np.ndarray,
+        margins: _screen.Margins | None = None,
+    ) -> bool:
         """Labels (n_rows,) into ``out``: the argmin of the rows' :meth:`scores`, first on ties.
 
         ``X`` starts on a chunk boundary; ``work`` is this scorer's
         :meth:`work` for at least ``len(X)`` rows. Where a :attr:`screen`
         exists, it labels the rows it is certain of, and only the chunks
         holding the others are scored exactly: the labels are the same.
-        Run inside ``_blas.section(1)``.
+        ``margins`` (for these rows) records the screen's margins, and marks
+        every row it did not decide. Run inside ``_blas.section(1)``.
 
         Returns True when the screen labelled the rows, which proves every
         value of ``X`` finite (it refuses NaN and infinity); False says nothing.
         """
         n_rows = X.shape[0]
+        if margins is not None:
+            margins.undecided(0, n_rows)  # until the screen says otherwise
         if self.screen is not None and work.screen is not None:
             if self._unscreened > 0:  # (threads may race it below 0: that screens)
                 self._unscreened -= 1
             else:
-                undecided = self.screen.label(X, work.screen, out)
+                undecided = self.screen.label(X, work.screen, out, margins)
+                if undecided is not None and margins is not None and undecided.size:
+                    margins.undecided(0, n_rows, undecided)
                 if undecided is not None:
                     if undecided.size * SCREEN_GIVE_UP > n_rows:
                         # float32 cannot resolve this data (a large common
@@ -677,10 +688,14 @@ class _BlockLabeller:
         score_rows: int | None = None,
         sklearn_order: bool = True,
         finite_check: Callable[[], None] | None = None,
+        *,
+        margins: _screen.Margins | None = None,
+        known: Known | None = None,
     ) -> None:
         #: Whether a row's squares may be summed in any order (see :func:`_sample_sq_distances`).
         self.any_order = not sklearn_order
         self.finite_check = finite_check
+        self.margins, self.known = margins, known
         self.X, self.sample_weight, self.centers, self.scorer = X, sample_weight, centers, scorer
         self.labels_out, self.with_inertia, self.table = labels_out, with_inertia, table
         block = buffers.labels.shape[0]
@@ -700,9 +715,14 @@ class _BlockLabeller:
             xb = xb.astype(self.centers.dtype)
         lab = self.labels[:n]
         finite = False
-        if self.table is None:
-            finite = self.scorer.labels(xb, self.work, lab)
+        if self.table is None and self.known is not None:
+            self._label_known(xb, lab, start)
+        elif self.table is None:
+            margins = None if self.margins is None else self.margins.view(start, stop)
+            finite = self.scorer.labels(xb, self.work, lab, margins)
         else:
+            if self.margins is not None:
+                self.margins.undecided(start, stop)
             # Rows in certain cells are labelled; the others are scored as usual.
             self.table.lookup(xb, lab)
             left = np.flatnonzero(lab < 0)
@@ -736,6 +756,34 @@ class _BlockLabeller:
             sq *= self.sample_weight[start:stop]
         return sq
 
+    def _label_known(self, xb: np.ndarray, lab: np.ndarray, start: int) -> None:
+        """Labels of block ``xb`` (rows ``start`` on): known ones, the others' chunks scored."""
+        assert self.known is not None
+        n = xb.shape[0]
+        lab[:] = self.known.labels[start : start + n]
+        unsure = np.flatnonzero(~self.known.certain[start : start + n])
+        if unsure.size == 0:
+            return
+        chunks = np.unique(unsure // ROW_CHUNK)
+        if 2 * chunks.size * ROW_CHUNK > n:
+            self.scorer.labels(xb, self.work, lab)
+            return
+        for chunk in chunks.tolist():  # blocks start on chunk boundaries
+            first = chunk * ROW_CHUNK
+            last = min(first + ROW_CHUNK, n)
+            self.scorer.labels(xb[first:last], self.work, lab[first:last])
+
+
+class Known(NamedTuple):
+    """Labels of a batch known to hold against some centers (see :func:`large_batch_step`).
+
+    ``labels`` (n,) intp are right where ``certain`` (n,) bool is set; the
+    other rows are labelled again.
+    """
+
+    labels: np.ndarray
+    certain: np.ndarray
+
 
 def labels_inertia(
     X: np.ndarray,
@@ -748,6 +796,8 @@ def labels_inertia(
     sklearn_order: bool = True,
     finite_check: Callable[[], None] | None = None,
     sum_threads: int = 1,
+    margins: _screen.Margins | None = None,
+    known: Known | None = None,
 ) -> float:
     """Labels and inertia of ``X`` against ``centers``, in blocks of rows.
 
@@ -789,6 +839,12 @@ def labels_inertia(
         scikit-learn's OpenMP thread count: the rows' values are added as its
         parallel loop adds them, each thread's static block left to right,
         then the blocks' sums (see :mod:`._openmp`). 1: left to right.
+    margins : Margins or None
+        Receives, for every row of ``X``, the float32 screen's margin
+        (see :class:`._screen.Margins`; -inf where the screen did not decide).
+    known : Known or None
+        Labels already known for the rows it marks certain: only the chunks
+        holding the others are scored (where no grid of cells is used).
 
     Returns
     -------
@@ -855,6 +911,8 @@ def labels_inertia(
             score_rows,
             sklearn_order,
             finite_check,
+            margins=margins,
+            known=known,
         )
 
     # Unchecked input may hold NaN or infinity until a block's check finds it:
@@ -1512,7 +1570,8 @@ def large_batch_step(
     random_reassign: bool,
     reassignment_ratio: float,
     verbose: bool,
-) -> None:
+    relabel: bool = False,
+) -> Known | None:
     """:func:`mini_batch_step` in place for a batch of any size (``partial_fit``).
 
     Labels the whole batch with :func:`labels_inertia` (on its threads, as
@@ -1520,13 +1579,27 @@ def large_batch_step(
     block by block; accumulation is sequential per center, so carrying the
     running sums from one block to the next gives the same result as one
     pass. Checks for cancellation after each block.
+
+    With ``relabel`` (the batch will be labelled again against the moved
+    centers) and a float32 screen, returns the labels that provably still
+    hold (see :class:`._screen.Margins`), for :func:`labels_inertia`'s
+    ``known``; else None.
     """
     n_rows, n_features = X.shape
     n_clusters = centers.shape[0]
     dtype = centers.dtype
+    keep = relabel and _screen.screens(n_features, n_clusters, dtype)
+    margins = _screen.Margins(n_rows) if keep else None
+    old = centers.copy() if keep else None
     labels = np.empty(n_rows, dtype=np.intp)
     labels_inertia(
-        X, None, centers, labels, with_inertia=False, on_block=lambda done, total: check_cancelled()
+        X,
+        None,
+        centers,
+        labels,
+        with_inertia=False,
+        on_block=lambda done, total: check_cancelled(),
+        margins=margins,
     )
     block = min(rows_per_block(n_clusters, dtype.itemsize), n_rows)
     # Row c holds the flat positions of center c's features in a (k, f) array.
@@ -1558,6 +1631,10 @@ def large_batch_step(
     centers[received] = acc[received] * alpha[:, np.newaxis]
     if random_reassign and reassignment_ratio > 0:
         _reassign_small_centers(X, centers, weight_sums, reassignment_ratio, random_state, verbose)
+    if margins is None or old is None:
+        return None
+    certain = margins.certain(old, centers)
+    return None if certain is None else Known(labels, certain)
 
 
 def tolerance(X: np.ndarray, tol: float, *, block_rows: int = 1 << 16) -> float:

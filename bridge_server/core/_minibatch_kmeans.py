@@ -728,7 +728,7 @@ class MiniBatchKMeans(BaseEstimator):
             self._n_since_last_reassign = 0
 
         with _compiled():
-            steps.large_batch_step(
+            known = steps.large_batch_step(
                 X,
                 sample_weight,
                 self.cluster_centers_,
@@ -737,6 +737,7 @@ class MiniBatchKMeans(BaseEstimator):
                 random_reassign=self._random_reassign(),
                 reassignment_ratio=self.reassignment_ratio,
                 verbose=bool(self.verbose),
+                relabel=self.compute_labels,
             )
             if self.compute_labels:
                 labels = allocate_output("labels_", (X.shape[0],), np.int32)
@@ -749,6 +750,7 @@ class MiniBatchKMeans(BaseEstimator):
                     on_block=self._block_done("labels"),
                     sklearn_order=False,
                     sum_threads=self._n_threads,
+                    known=known,  # the first labels that still hold
                 )
         self.n_steps_ += 1
         self._n_features_out = self.cluster_centers_.shape[0]

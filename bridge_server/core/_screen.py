@@ -174,14 +174,22 @@ class Screen:
         """Scratch for :meth:`label` on up to ``n_rows`` rows."""
         return ScreenBuffers(n_rows, self._matrix.shape[0], self.n_features)
 
-    def label(self, X: np.ndarray, buf: ScreenBuffers, labels: np.ndarray) -> np.ndarray | None:
+    def label(
+        self,
+        X: np.ndarray,
+        buf: ScreenBuffers,
+        labels: np.ndarray,
+        margins: Margins | None = None,
+    ) -> np.ndarray | None:
         """Label the rows of ``X`` (n, K) float64 whose label is certain.
 
         Returns the indices (into ``X``) of rows left undecided, whose entries
         of ``labels`` (n,) are meaningless, or None when the block cannot be
         screened (centers or rows too large or centers too small for
-        float32); then ``labels`` is untouched. Run inside a one-thread BLAS
-        section.
+        float32); then ``labels`` is untouched. With ``margins`` (for these
+        n rows), also records how far each row's label is from changing
+        (see :class:`Margins`; meaningless for undecided rows, untouched on
+        None). Run inside a one-thread BLAS section.
         """
         if not self.active:
             return None
@@ -190,9 +198,11 @@ class Screen:
         # Under any NumPy error settings: float32 may underflow (covered by the
         # bound) or overflow (refused below) where float64 does not.
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            return self._label(X, buf, labels)
+            return self._label(X, buf, labels, margins)
 
-    def _label(self, X: np.ndarray, buf: ScreenBuffers, labels: np.ndarray) -> np.ndarray | None:
+    def _label(
+        self, X: np.ndarray, buf: ScreenBuffers, labels: np.ndarray, margins: Margins | None
+    ) -> np.ndarray | None:
         """:meth:`label` for at least one row, with float errors silenced."""
         n = X.shape[0]
         K = self.n_features
@@ -206,10 +216,17 @@ class Screen:
         np.matmul(self._matrix, rows.T, out=scores)
         best = np.min(scores, axis=0, out=buf.best[:n])
         threshold = np.sqrt(norms, out=norms)
+        if margins is not None:
+            np.copyto(margins.norms, threshold)
         threshold *= self._per_norm
         threshold += self._constant
         threshold += best
         within = np.less_equal(scores, threshold, out=buf.within[:, :n])
+        if margins is not None:
+            # The smallest score beyond the threshold (the second best, where
+            # exactly one center is within it), less the threshold.
+            np.copyto(scores, np.float32(np.inf), where=within)
+            np.subtract(np.min(scores, axis=0, out=buf.best[:n]), threshold, out=margins.gaps)
         # Integer sums along axis 0 (whole rows of flags at a time): the
         # number of centers within the threshold and, where that is one,
         # its index. (A float32 product of the flags with [1; index] is
@@ -270,3 +287,72 @@ class Screen:
             sure = np.count_nonzero(scores <= threshold[:, np.newaxis], axis=1) == 1
         labels[rows[sure]] = best[sure]
         return rows[~sure]
+
+
+class Margins:
+    """How far each screened row's label is from changing, for rows labelled again.
+
+    ``partial_fit`` labels its batch against the centers, moves them, then
+    labels the batch again against the moved centers. A row the screen
+    labelled ``b`` with its other float32 scores all above its threshold
+    by a gap ``g`` keeps label ``b`` against centers that moved little
+    enough (see :meth:`certain`), so its second label needs no product.
+
+    ``gaps`` (n,) float32: each row's smallest score beyond its threshold,
+    less the threshold (-inf where the screen did not decide the row);
+    ``norms`` (n,) float32: its float32 norm ``|x|``.
+    """
+
+    def __init__(self, n_rows: int) -> None:
+        self.gaps = np.full(n_rows, -np.inf, dtype=np.float32)
+        self.norms = np.zeros(n_rows, dtype=np.float32)
+
+    def undecided(self, start: int, stop: int, rows: np.ndarray | None = None) -> None:
+        """Mark rows ``start:stop`` (or those of them at offsets ``rows``) as not certain."""
+        gaps = self.gaps[start:stop]
+        if rows is None:
+            gaps[...] = -np.inf
+        else:
+            gaps[rows] = -np.inf
+
+    def view(self, start: int, stop: int) -> Margins:
+        """The margins of rows ``start:stop`` (views, written through)."""
+        part = Margins.__new__(Margins)
+        part.gaps, part.norms = self.gaps[start:stop], self.norms[start:stop]
+        return part
+
+    def certain(self, old: np.ndarray, new: np.ndarray) -> np.ndarray | None:
+        """Which rows keep their label when the centers move from ``old`` to ``new`` (k, K).
+
+        Returns a boolean mask (n,), or None when the new centers are outside
+        the screen's range (then nothing is certain).
+
+        The argument (see the module's): a row ``x`` whose float32 scores
+        other than the best, ``A_b``, exceed the screen's threshold by more
+        than ``s`` has exact scores ``T_j - T_b > 2 (K + 6) 2**-53 W + s``
+        (the threshold covers both passes' errors). Moving the centers
+        changes each ``T_j`` by at most ``nu + 2 |x| delta``, where ``delta``
+        is the largest center's move and ``nu`` the largest change of a
+        squared norm, so the new exact scores still differ by more than
+        their float64 evaluations' errors (``2 (K + 6) 2**-53 W'``, with
+        ``W'`` the new centers' ``W``) once
+        ``s >= 2 nu + 4 |x| delta + 4 u (c_max + delta)**2``. ``|x|`` is
+        the row's float32 norm enlarged by ``(K + 4) u``, and everything by
+        a relative ``1e-6`` for the rounding of these sums themselves.
+        """
+        old_sq = np.einsum("ij,ij->i", old, old)
+        new_sq = np.einsum("ij,ij->i", new, new)
+        moved = new - old
+        delta = math.sqrt(float(np.einsum("ij,ij->i", moved, moved).max()))
+        nu = float(np.abs(new_sq - old_sq).max())
+        c_max = math.sqrt(float(max(old_sq.max(), new_sq.max())))
+        if not (_MIN_CENTER <= c_max and c_max * c_max < _MAX_BOUND / 2 and math.isfinite(delta)):
+            return None
+        n_features = old.shape[1]
+        grow = 1 + 1e-6
+        constant = (2 * nu + 4 * _U * (c_max + delta) ** 2 + _FLOOR64) * grow
+        per_norm = 4 * delta * (1 + (n_features + 4) * _U) * grow
+        needed = self.norms.astype(np.float64)
+        needed *= per_norm
+        needed += constant
+        return self.gaps > needed

@@ -312,3 +312,88 @@ def test_screened_blocks_keep_their_buffers_near_the_budget(n_clusters, n_featur
     buffers = _screen.ScreenBuffers(block, n_clusters, n_features)
     assert buffers.nbytes <= block * per_row  # bytes_per_row is not an underestimate
     assert buffers.nbytes <= max(_kmeans_steps.SCREEN_BLOCK_BYTES, score_rows * per_row)
+
+
+def _moved_problem(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, centers and moved centers: integer grids (ties), offsets or blobs; moves of any size."""
+    rng = np.random.default_rng(seed)
+    n, K, k = int(rng.integers(300, 2000)), int(rng.integers(8, 60)), int(rng.integers(2, 30))
+    kind = seed % 3
+    if kind == 0:
+        X = rng.integers(0, 4, size=(n, K)).astype(float)
+    elif kind == 1:
+        offset = rng.uniform(-1, 1) * 10 ** rng.uniform(0, 4)
+        X = rng.standard_normal((n, K)) * 10 ** rng.uniform(-3, 3) + offset
+    else:
+        X = rng.standard_normal((k, K))[rng.integers(0, k, n)] * 5 + rng.standard_normal((n, K))
+    C = X[rng.choice(n, k, replace=False)].copy()
+    scale = 10 ** rng.uniform(-12, 0) * (np.abs(C).max() + 1)
+    moved = C + rng.standard_normal(C.shape) * scale * (rng.random((k, 1)) < 0.5)
+    return X, C, moved
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_labels_certain_after_a_move_are_the_exact_argmin(seed):
+    # partial_fit labels its batch, moves the centers, and labels it again:
+    # rows whose screen margin outlasts the move keep their first label
+    # without a product. Every row certified must have the label the exact
+    # scores give against the moved centers, and the second pass (the
+    # others' chunks scored) must give every label.
+    X, C, moved = _moved_problem(seed)
+    margins = _screen.Margins(X.shape[0])
+    first = np.empty(X.shape[0], dtype=np.intp)
+    _kmeans_steps.labels_inertia(X, None, C, first, with_inertia=False, margins=margins)
+    certain = margins.certain(C, moved)
+    assert certain is not None
+    expected = _exact(X, moved)
+    np.testing.assert_array_equal(first[certain], expected[certain])
+    second = np.empty(X.shape[0], dtype=np.intp)
+    known = _kmeans_steps.Known(first, certain)
+    _kmeans_steps.labels_inertia(X, None, moved, second, with_inertia=False, known=known)
+    np.testing.assert_array_equal(second, expected)
+
+
+def test_a_small_move_keeps_most_labels_and_a_large_one_none():
+    X, C, _ = _moved_problem(2)  # blobs
+    margins = _screen.Margins(X.shape[0])
+    first = np.empty(X.shape[0], dtype=np.intp)
+    _kmeans_steps.labels_inertia(X, None, C, first, with_inertia=False, margins=margins)
+    small = margins.certain(C, C + 1e-3)
+    large = margins.certain(C, C + 1e3)
+    assert small is not None and large is not None
+    assert small.mean() > 0.9
+    assert not large.any()
+    # Rows the screen did not decide are never certain, even without a move.
+    margins.undecided(0, 10)
+    unmoved = margins.certain(C, C)
+    assert unmoved is not None and not unmoved[:10].any()
+
+
+def test_the_move_bound_is_tight_enough_to_matter():
+    # The worst case of the bound: the label's center and its rival move
+    # along x in opposite directions, so both the norm changes (nu) and the
+    # |x| delta terms close the gap. Rows whose gap is below the actual
+    # change flip; rows certified by a bound any weaker would include some.
+    a, h, eps, delta = 1.0, 1.0, 1e-3, 0.05
+    t = np.linspace(0.0, 0.5, 2000)
+    X = np.zeros((t.size, 8))
+    X[:, 0], X[:, 1] = 1.0, t
+    C = np.zeros((2, 8))
+    C[0, :2] = -a, h  # every row's label
+    C[1, :2] = -a, -(h + eps)
+    moved = C.copy()
+    moved[0, 0] -= delta
+    moved[1, 0] += delta
+    margins = _screen.Margins(X.shape[0])
+    first = np.empty(X.shape[0], dtype=np.intp)
+    _kmeans_steps.labels_inertia(X, None, C, first, with_inertia=False, margins=margins)
+    assert not first.any()
+    expected = _exact(X, moved)
+    certain = margins.certain(C, moved)
+    assert certain is not None
+    assert expected.any() and certain.any()  # some rows flip, some are certain
+    np.testing.assert_array_equal(first[certain], expected[certain])
+    # Gaps grow with t: the rows that flip come first, and the certain ones
+    # start only a little after them (the bound is tight here).
+    last_flip, first_certain = np.flatnonzero(expected).max(), np.flatnonzero(certain).min()
+    assert last_flip < first_certain <= 1.05 * last_flip + 5
