@@ -45,6 +45,7 @@ from ._validation import (
     is_arraylike_not_scalar,
     is_pandas_dataframe,
     random_states,
+    seeds_without_error,
     validate_params,
     verbose_levels,
 )
@@ -713,8 +714,11 @@ class MiniBatchKMeans(BaseEstimator):
             self._validate_params()
         dtype = self.cluster_centers_.dtype if has_centers else None
         X = self._validate_data(X, reset=not has_centers, dtype=dtype)
-        fresh_state = check_random_state(self.random_state)
-        self._random_state = getattr(self, "_random_state", fresh_state)
+        # scikit-learn seeds a fresh RandomState on every call and keeps the
+        # first call's; later calls only need its error, if any.
+        if not (hasattr(self, "_random_state") and seeds_without_error(self.random_state)):
+            fresh_state = check_random_state(self.random_state)
+            self._random_state = getattr(self, "_random_state", fresh_state)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         self.n_steps_ = getattr(self, "n_steps_", 0)
 

@@ -512,3 +512,16 @@ def test_both_infinities_warn_and_raise_as_sklearn(call, n_rows):
         _same_error(lambda cls: call(cls, X))
     with np.errstate(invalid="raise"):  # then NumPy's error comes first, in both
         _same_error(lambda cls: call(cls, X))
+
+
+@pytest.mark.parametrize("seed", ["bad", -1, 2**32, 1.5])
+def test_later_partial_fit_still_checks_its_random_state(seed):
+    # scikit-learn seeds a fresh RandomState on every partial_fit (keeping the
+    # first call's); the core skips that work after the first call, but a
+    # seed set since then must still raise scikit-learn's error.
+    def call(cls):
+        model = cls(n_clusters=2, random_state=0).partial_fit(X_OK)
+        model.set_params(random_state=seed)
+        return model.partial_fit(X_OK)
+
+    _same_error(call)
