@@ -315,7 +315,7 @@ def test_screened_blocks_keep_their_buffers_near_the_budget(n_clusters, n_featur
 
 
 def _moved_problem(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows, centers and moved centers: integer grids (ties), offsets or blobs; moves of any size."""
+    """Rows, centers, moved centers: integer grids (ties), offsets or blobs; moves of any size."""
     rng = np.random.default_rng(seed)
     n, K, k = int(rng.integers(300, 2000)), int(rng.integers(8, 60)), int(rng.integers(2, 30))
     kind = seed % 3
