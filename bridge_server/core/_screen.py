@@ -123,10 +123,9 @@ class ScreenBuffers:
 
 def _count_type(n_clusters: int) -> np.dtype:
     """The smallest unsigned integer type that holds ``n_clusters``."""
-    for dtype in (np.uint8, np.uint16):
-        if n_clusters <= np.iinfo(dtype).max:
-            return np.dtype(dtype)
-    return np.dtype(np.uint32)
+    if n_clusters <= 0xFF:
+        return np.dtype(np.uint8)
+    return np.dtype(np.uint16 if n_clusters <= 0xFFFF else np.uint32)
 
 
 class Screen:
