@@ -5,6 +5,7 @@ Cases:
          n_init=10 (scikit-learn's plot_birch_vs_minibatchkmeans example)
   big2d  1,000,000 x 2, k=100, batch 1024, n_init=3
   wide   200,000 x 50, k=50
+  wide32 the same in float32 (embeddings' usual dtype; no float32 first pass)
 
 For each case: median fit and predict (held-out rows) time per side, the ratios
 core/sklearn, the inertia ratio; asserts the same ``n_steps_`` and identical
@@ -75,10 +76,16 @@ def wide_case() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     return X, X_new, dict(n_clusters=50, batch_size=1024, random_state=0)
 
 
+def wide32_case() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    X, X_new, params = wide_case()
+    return X.astype(np.float32), X_new.astype(np.float32), params
+
+
 CASES: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, dict[str, Any]]]] = {
     "seed 25k x 2, k=100": seed_case,
     "1M x 2, k=100": big2d_case,
     "200k x 50, k=50": wide_case,
+    "200k x 50 float32, k=50": wide32_case,
 }
 
 
