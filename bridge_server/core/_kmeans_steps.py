@@ -1407,6 +1407,21 @@ def _unit_weight_sums(labels: np.ndarray, n_clusters: int, dtype: np.dtype) -> n
     return counts.astype(dtype)
 
 
+def _move_received(
+    acc: np.ndarray, batch_weight: np.ndarray, weight_sums: np.ndarray, centers: np.ndarray
+) -> None:
+    """Divide each accumulated center that received weight by its new weight sum.
+
+    As scikit-learn's update: only where the batch weight is positive
+    (``if wsum > 0``), ``weight_sums`` grows by it and the center becomes
+    ``acc * (1 / weight_sums)``; other centers in ``centers`` are left as they are.
+    """
+    received = batch_weight > 0
+    weight_sums[received] += batch_weight[received]
+    alpha = 1 / weight_sums[received]
+    centers[received] = acc[received] * alpha[:, np.newaxis]
+
+
 def _accumulate_centers(
     X: np.ndarray,
     sample_weight: np.ndarray | None,
@@ -1444,12 +1459,9 @@ def _accumulate_centers(
         alpha = 1 / weight_sums
         np.multiply(acc, alpha[:, np.newaxis], out=centers_new)
     else:
-        received = batch_weight > 0
-        weight_sums[received] += batch_weight[received]
-        alpha = 1 / weight_sums[received]
         if centers_new is not centers:
             centers_new[...] = centers
-        centers_new[received] = acc[received] * alpha[:, np.newaxis]
+        _move_received(acc, batch_weight, weight_sums, centers_new)
 
 
 def _reassign_small_centers(
@@ -1625,10 +1637,7 @@ def large_batch_step(
         )
         np.add.at(acc.reshape(-1), flat.reshape(-1), contrib.reshape(-1))
         check_cancelled()
-    received = batch_weight > 0
-    weight_sums[received] += batch_weight[received]
-    alpha = 1 / weight_sums[received]
-    centers[received] = acc[received] * alpha[:, np.newaxis]
+    _move_received(acc, batch_weight, weight_sums, centers)
     if random_reassign and reassignment_ratio > 0:
         _reassign_small_centers(X, centers, weight_sums, reassignment_ratio, random_state, verbose)
     if margins is None or old is None:
