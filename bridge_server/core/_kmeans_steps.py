@@ -38,7 +38,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from . import _blas, _openmp, _prune, _scratch, _screen
+from . import _blas, _columns, _openmp, _prune, _scratch, _screen
 from ._context import check_cancelled, emit_verbose, warn
 from ._early_stop import Bounded
 from ._twin import SplitChooser, Twin
@@ -334,6 +334,33 @@ def _fold_norms(dtype: np.dtype, n_features: int) -> bool:
     return n_features <= FOLD_MAX_FEATURES and _fold_probe(dtype, n_features)
 
 
+@functools.cache
+def _columns_exact(dtype: np.dtype, n_features: int, n_clusters: int) -> bool:
+    """Whether (k, n) scores (:meth:`Scorer.column_scores`) equal the (n, k) ones bit for bit.
+
+    Each score is one dot product either way, but BLAS picks its kernels by
+    the product's shape, and a kernel may split the sum over the features
+    differently: a probe on random data at three scales says, once per
+    process and shape (transposed scores for 50 features were seen equal on
+    OpenBLAS's SkylakeX kernels).
+    """
+    rng = np.random.RandomState(161803)  # a private generator: never the caller's draws
+    n_rows = 2 * ROW_CHUNK
+    plain = Scorer(n_clusters, n_features, dtype, fold=False, columns=False)
+    rows = np.empty((n_rows, n_clusters), dtype)
+    columns = np.empty((n_clusters, n_rows), dtype)
+    for scale in (1.0, 1e-3, 1e3):
+        X = (rng.normal(size=(n_rows, n_features)) * scale + 3 * scale).astype(dtype)
+        C = (rng.normal(size=(n_clusters, n_features)) * scale).astype(dtype)
+        plain.set_centers(C)
+        with _blas.section(1):
+            plain.scores(X, None, rows)
+            plain.column_scores(X, columns)
+        if not np.array_equal(rows, columns.T):
+            return False
+    return True
+
+
 class Scorer:
     """``|c|^2 - 2 x.c`` of row blocks against fixed centers, as scikit-learn's GEMM does.
 
@@ -350,15 +377,28 @@ class Scorer:
     ----------
     n_clusters, n_features : int
     dtype : numpy dtype
+    Exact labels come from scores laid out one row per center where that is
+    faster and gives the same bits (:attr:`columns`; see :mod:`._columns`).
+
     fold : bool or None
         Force folding on or off (the probe); None asks :func:`_fold_norms`.
+    columns : bool or None
+        Force (k, n) exact scoring on or off (off where folding or panels
+        apply); None chooses by :func:`._columns.pays` and :func:`_columns_exact`.
     """
 
     def __init__(
-        self, n_clusters: int, n_features: int, dtype: np.dtype, *, fold: bool | None = None
+        self,
+        n_clusters: int,
+        n_features: int,
+        dtype: np.dtype,
+        *,
+        fold: bool | None = None,
+        columns: bool | None = None,
     ) -> None:
         dtype = np.dtype(dtype)
         self.fold = _fold_norms(dtype, n_features) if fold is None else fold
+        self.n_clusters = n_clusters
         self.n_features = n_features
         self.dtype = dtype
         width = n_features + 1 if self.fold else n_features
@@ -371,6 +411,14 @@ class Scorer:
         self.norms = self._buf[:, n_features] if self.fold else np.empty(n_clusters, dtype)
         #: Where OpenBLAS starts each panel of the product (see gemm_panels).
         self.panels = () if self.fold else gemm_panels(dtype, n_features, n_clusters)
+        if self.fold or self.panels:
+            columns = False
+        elif columns is None:
+            columns = _columns.pays(n_clusters, n_features) and _columns_exact(
+                dtype, n_features, n_clusters
+            )
+        #: Whether exact labels come from (k, n) scores (:meth:`column_scores`).
+        self.columns = columns
         #: The float32 first pass of :meth:`labels`, where it pays (see :mod:`._screen`).
         self.screen = (
             _screen.Screen(n_clusters, n_features)
@@ -447,8 +495,23 @@ class Scorer:
         step = work.exact_capacity
         for start in range(0, X.shape[0], step):
             stop = min(start + step, X.shape[0])
-            scores = self.scores(X[start:stop], work.rows, work.scores(stop - start))
-            np.argmin(scores, axis=1, out=out[start:stop])
+            self._label_scored(X[start:stop], work, out[start:stop])
+
+    def _label_scored(self, X: np.ndarray, work: LabelWork, out: np.ndarray) -> None:
+        """Label the rows of ``X`` (a chunk boundary on, at most ``work.exact_capacity``) exactly.
+
+        With :attr:`columns`, whole chunks from (k, n) scores; a last
+        partial chunk always from (n, k) ones, whose product is the one
+        scikit-learn takes for it (the probe checks whole chunks only).
+        """
+        n_rows = X.shape[0]
+        whole = n_rows // ROW_CHUNK * ROW_CHUNK if self.columns else 0
+        if whole:
+            scores = self.column_scores(X[:whole], work.column_scores(whole))
+            _columns.first_min(scores, work.flags, out[:whole])
+        if whole < n_rows:
+            scores = self.scores(X[whole:], work.rows, work.scores(n_rows - whole))
+            np.argmin(scores, axis=1, out=out[whole:])
 
     def _label_chunks(
         self, X: np.ndarray, work: LabelWork, out: np.ndarray, undecided: np.ndarray
@@ -460,8 +523,7 @@ class Scorer:
         for chunk in chunks.tolist():
             start = chunk * ROW_CHUNK
             stop = min(start + ROW_CHUNK, X.shape[0])
-            scores = self.scores(X[start:stop], work.rows, work.scores(stop - start))
-            np.argmin(scores, axis=1, out=out[start:stop])
+            self._label_scored(X[start:stop], work, out[start:stop])
 
     def row_buffer(self, n_rows: int) -> np.ndarray | None:
         """Scratch that :meth:`scores` needs for up to ``n_rows`` rows (None when not folding).
@@ -497,6 +559,31 @@ class Scorer:
         lhs = rows[: X.shape[0]]
         np.copyto(lhs[:, : self.n_features], X)
         return lhs
+
+    def column_scores(self, X: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """:meth:`scores` transposed: (n_clusters, n_rows) into ``out``, for whole chunks.
+
+        ``X`` (n_rows, n_features), a whole number of :data:`ROW_CHUNK`-row
+        chunks, is not copied: each chunk's product ``(-2 C) @ chunk.T`` is
+        one GEMM, as scikit-learn's is, then ``|c|^2`` is added. Only where
+        neither folding nor panels apply; see :meth:`scores` for the BLAS section.
+        """
+        n_rows, n_features = X.shape
+        n_chunks = n_rows // ROW_CHUNK
+        assert n_chunks * ROW_CHUNK == n_rows and not (self.fold or self.panels)
+        row, col = X.strides
+        # Chunk c's rows, transposed: (n_features, ROW_CHUNK) views into X and out.
+        chunks = np.lib.stride_tricks.as_strided(
+            X, (n_chunks, n_features, ROW_CHUNK), (ROW_CHUNK * row, col, row), writeable=False
+        )
+        targets = np.lib.stride_tricks.as_strided(
+            out,
+            (n_chunks, self.n_clusters, ROW_CHUNK),
+            (ROW_CHUNK * out.strides[1], out.strides[0], out.strides[1]),
+        )
+        np.matmul(self._scaled, chunks, out=targets)
+        out += self.norms[:, np.newaxis]
+        return out
 
     def product(self, lhs: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Scores (n_rows, n_clusters) into ``out`` of rows of an :meth:`operand`.
@@ -569,21 +656,42 @@ class LabelWork:
         self.exact_capacity = exact
         self.rows = scorer.row_buffer(exact)
         self.screen = None if scorer.screen is None else scorer.screen.buffers(n_rows)
-        self._shape = (exact, scorer.matrix.shape[1])
+        self._n_clusters = scorer.n_clusters
         self._dtype = scorer.dtype
         self._scores: np.ndarray | None = None
+        self._column_scores: np.ndarray | None = None
+        self._flags: _columns.Flags | None = None
 
     def scores(self, n_rows: int) -> np.ndarray:
-        """Scratch (n_rows, n_clusters) for exact scores of up to ``exact_capacity`` rows."""
-        if self._scores is None:
-            self._scores = np.empty(self._shape, dtype=self._dtype)
+        """Scratch (n_rows, n_clusters) for exact scores of up to ``exact_capacity`` rows.
+
+        Grown to the rows asked for (with (k, n) scoring, only a last
+        partial chunk asks).
+        """
+        if self._scores is None or self._scores.shape[0] < n_rows:
+            self._scores = np.empty((n_rows, self._n_clusters), dtype=self._dtype)
         return self._scores[:n_rows]
+
+    def column_scores(self, n_rows: int) -> np.ndarray:
+        """Scratch (n_clusters, n_rows) for (k, n) scores of up to ``exact_capacity`` rows."""
+        if self._column_scores is None:
+            self._column_scores = np.empty((self._n_clusters, self.exact_capacity), self._dtype)
+        return self._column_scores[:, :n_rows]
+
+    @property
+    def flags(self) -> _columns.Flags:
+        """Scratch for :func:`._columns.first_min` on up to ``exact_capacity`` rows."""
+        if self._flags is None:
+            self._flags = _columns.Flags(self._n_clusters, self.exact_capacity, self._dtype)
+        return self._flags
 
     @property
     def nbytes(self) -> int:
         """Bytes of the buffers allocated so far."""
         screen = 0 if self.screen is None else self.screen.nbytes
-        return screen + sum(a.nbytes for a in (self.rows, self._scores) if a is not None)
+        flags = 0 if self._flags is None else self._flags.nbytes
+        arrays = (self.rows, self._scores, self._column_scores)
+        return screen + flags + sum(a.nbytes for a in arrays if a is not None)
 
 
 def _sample_sq_distances(

@@ -38,6 +38,8 @@ import math
 
 import numpy as np
 
+from . import _columns
+
 #: float32's unit roundoff.
 _U = 2.0**-24
 
@@ -88,44 +90,20 @@ class ScreenBuffers:
         self.scores = np.empty((n_clusters, n_rows), dtype=np.float32)
         self.best = np.empty(n_rows, dtype=np.float32)
         self.threshold = np.empty(n_rows, dtype=np.float32)
-        #: Whether each center's score is within the threshold of the row's best.
-        self.within = np.empty((n_clusters, n_rows), dtype=np.bool_)
-        # The smallest unsigned type that counts to n_clusters (per-row sums of
-        # 0/1 flags, and of the flags times the center index, which is the
-        # label where exactly one flag is set).
-        count_type = _count_type(n_clusters)
-        self.flagged = np.empty((n_clusters, n_rows), dtype=count_type)
-        self.counts = np.empty(n_rows, dtype=count_type)
-        self.index_sums = np.empty(n_rows, dtype=count_type)
+        #: Which centers are within the threshold of each row's best, and their count.
+        self.flags = _columns.Flags(n_clusters, n_rows)
 
     @staticmethod
     def bytes_per_row(n_clusters: int, n_features: int) -> int:
         """Bytes of these buffers per row screened at once."""
-        count = _count_type(n_clusters).itemsize
-        per_center = 4 + 1 + count  # scores, within, flagged
-        return n_clusters * per_center + (n_features + 1) * 4 + 8 + 2 * count  # rows, per-row
+        flags = _columns.Flags.bytes_per_row(n_clusters)
+        return n_clusters * 4 + flags + (n_features + 1) * 4 + 8  # scores, flags, rows, per-row
 
     @property
     def nbytes(self) -> int:
         """Bytes of the buffers."""
-        arrays = (
-            self.rows,
-            self.scores,
-            self.best,
-            self.threshold,
-            self.within,
-            self.flagged,
-            self.counts,
-            self.index_sums,
-        )
-        return sum(a.nbytes for a in arrays)
-
-
-def _count_type(n_clusters: int) -> np.dtype:
-    """The smallest unsigned integer type that holds ``n_clusters``."""
-    if n_clusters <= 0xFF:
-        return np.dtype(np.uint8)
-    return np.dtype(np.uint16 if n_clusters <= 0xFFFF else np.uint32)
+        arrays = (self.rows, self.scores, self.best, self.threshold)
+        return self.flags.nbytes + sum(a.nbytes for a in arrays)
 
 
 class Screen:
@@ -140,8 +118,6 @@ class Screen:
         self.n_features = n_features
         # (k, K + 1): -2 c rounded to float32 (scaling by -2 is exact), then |c|^2.
         self._matrix = np.empty((n_clusters, n_features + 1), dtype=np.float32)
-        # Each center's index, as a column (multiplies that center's flags).
-        self._index = np.arange(n_clusters, dtype=_count_type(n_clusters))[:, np.newaxis]
         self._factor = 2.0 * (n_features + 8) * _U
         # Two float64 evaluations (see settle): 4 (K + 6) 2**-53 W, with slack.
         self._factor64 = 4.0 * (n_features + 8) * _U64
@@ -220,24 +196,13 @@ class Screen:
         threshold *= self._per_norm
         threshold += self._constant
         threshold += best
-        within = np.less_equal(scores, threshold, out=buf.within[:, :n])
+        within = np.less_equal(scores, threshold, out=buf.flags.within[:, :n])
         if margins is not None:
             # The smallest score beyond the threshold (the second best, where
             # exactly one center is within it), less the threshold.
             np.copyto(scores, np.float32(np.inf), where=within)
             np.subtract(np.min(scores, axis=0, out=buf.best[:n]), threshold, out=margins.gaps)
-        # Integer sums along axis 0 (whole rows of flags at a time): the
-        # number of centers within the threshold and, where that is one,
-        # its index. (A float32 product of the flags with [1; index] is
-        # twice as slow: two output rows make a poor GEMM.)
-        flags = within.view(np.uint8)
-        flagged = buf.flagged[:, :n]
-        counts = np.add.reduce(flags, axis=0, out=buf.counts[:n], dtype=flagged.dtype)
-        np.multiply(flags, self._index, out=flagged)
-        np.copyto(labels, np.add.reduce(flagged, axis=0, out=buf.index_sums[:n]), casting="unsafe")
-        if counts.min() == 1 and counts.max() == 1:  # the usual case, without a mask
-            return _NONE
-        return np.flatnonzero(counts != 1)
+        return _columns.single_flag(within, buf.flags, labels)
 
     def settle(
         self,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge_server.core import _blas, _kmeans_steps, _screen
+from bridge_server.core import _blas, _columns, _kmeans_steps, _screen
 
 
 def _labels(X: np.ndarray, C: np.ndarray, *, screen: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -281,8 +281,8 @@ def test_center_counts_past_a_byte_are_counted_exactly(n_clusters):
     np.testing.assert_array_equal(labels, _exact(X, C))
     if n_clusters > 1:
         assert 0 < undecided.size < len(X)
-    assert _screen._count_type(n_clusters) == (np.uint8 if n_clusters <= 255 else np.uint16)
-    assert _screen._count_type(2**16) == np.uint32
+    assert _columns.count_type(n_clusters) == (np.uint8 if n_clusters <= 255 else np.uint16)
+    assert _columns.count_type(2**16) == np.uint32
 
 
 def test_data_float32_cannot_resolve_skips_the_float64_rescoring():

@@ -1,0 +1,86 @@
+"""Exact labels from (k, n) scores equal NumPy's argmin over (n, k) ones, ties and NaN included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bridge_server.core import _blas, _columns, _kmeans_steps
+
+
+@pytest.mark.parametrize("n_clusters", [1, 2, 50, 63, 300])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_first_min_is_argmin_with_ties_nan_and_signed_zeros(n_clusters, dtype):
+    rng = np.random.RandomState(n_clusters)
+    n = 2000
+    scores = rng.randint(-3, 3, size=(n_clusters, n)).astype(dtype)  # ties everywhere
+    scores[:, :100] = 0.0
+    scores[rng.randint(0, n_clusters, 100), np.arange(100, 200)] = -0.0  # -0.0 == 0.0
+    scores[rng.randint(0, n_clusters, 50), rng.randint(200, n, 50)] = np.nan
+    scores[:, 300] = np.nan
+    scores[:, 301] = np.inf
+    out = np.full(n, -1, dtype=np.intp)
+    flags = _columns.Flags(n_clusters, n, dtype)
+    _columns.first_min(scores, flags, out)
+    np.testing.assert_array_equal(out, np.argmin(scores, axis=0))
+    # Unique minima (the usual case, no fallback) and a view of fewer columns.
+    distinct = rng.permutation(n_clusters * n).reshape(n_clusters, n).astype(dtype)
+    _columns.first_min(distinct[:, :777], flags, out[:777])
+    np.testing.assert_array_equal(out[:777], np.argmin(distinct[:, :777], axis=0))
+
+
+def test_flags_know_their_size():
+    for n_clusters in (50, 300, 70_000):
+        flags = _columns.Flags(n_clusters, 8, np.float32)
+        per_row = _columns.Flags.bytes_per_row(n_clusters)
+        assert flags.nbytes == 8 * (per_row + 4)  # + the float32 minimum
+    assert _columns.count_type(255) == np.uint8 and _columns.count_type(256) == np.uint16
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("n_features", "n_clusters"), [(3, 7), (8, 20), (50, 50), (100, 63)])
+@pytest.mark.parametrize("n_rows", [1, 255, 256, 700, 1024, 5000])
+def test_column_labels_equal_row_labels(dtype, n_features, n_clusters, n_rows):
+    rng = np.random.RandomState(n_rows + n_features)
+    # Small integers: every product and sum is exact, whatever the BLAS kernel,
+    # so forcing (k, n) scoring is valid anywhere; and ties are everywhere.
+    X = rng.randint(-3, 4, size=(n_rows, n_features)).astype(dtype)
+    C = rng.randint(-3, 4, size=(n_clusters, n_features)).astype(dtype)
+    cases = [(X, C, True)]
+    # Real-valued data, where the (k, n) product is used only if the probe
+    # found it bitwise equal on this machine.
+    Xr = (rng.normal(size=(n_rows, n_features)) * 10).astype(dtype)
+    cases.append((np.asfortranarray(Xr), C + 0.5, None))
+    for X, C, columns in cases:
+        rows = _kmeans_steps.Scorer(n_clusters, n_features, dtype, columns=False)
+        cols = _kmeans_steps.Scorer(n_clusters, n_features, dtype, columns=columns)
+        assert columns is None or cols.columns
+        expected, got = np.empty(n_rows, np.intp), np.empty(n_rows, np.intp)
+        for scorer, out in ((rows, expected), (cols, got)):
+            scorer.set_centers(C)
+            with _blas.section(1):
+                scorer._label_exactly(X, scorer.work(n_rows, exact_rows=512), out)
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_column_scores_are_the_row_scores_transposed_where_chosen():
+    rng = np.random.RandomState(3)
+    for dtype, n_features, n_clusters in [(np.float32, 50, 50), (np.float64, 8, 20)]:
+        scorer = _kmeans_steps.Scorer(n_clusters, n_features, dtype)
+        if not scorer.columns:  # the probe found other bits on this machine's BLAS
+            continue
+        X = rng.normal(size=(1024, n_features)).astype(dtype) * 1e3 + 7
+        scorer.set_centers(rng.normal(size=(n_clusters, n_features)).astype(dtype) * 1e3)
+        with _blas.section(1):
+            rows = scorer.scores(X, None, np.empty((1024, n_clusters), dtype))
+            cols = scorer.column_scores(X, np.empty((n_clusters, 1024), dtype))
+        np.testing.assert_array_equal(cols.T, rows)
+
+
+def test_column_scoring_is_chosen_only_where_it_pays_and_applies():
+    assert _columns.pays(50, 50) and _columns.pays(63, 8)
+    assert not _columns.pays(64, 8)  # NumPy's argmin runs its vector loop from here
+    assert not _columns.pays(8, 128)  # a GEMM with few rows, many features: slower
+    # Folded norms (at most 2 features) keep the (n, k) product.
+    assert not _kmeans_steps.Scorer(10, 2, np.float64).columns
+    assert not _kmeans_steps.Scorer(100, 50, np.float32).columns
