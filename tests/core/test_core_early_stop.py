@@ -176,3 +176,27 @@ def test_fits_whose_inertias_are_shown_sum_them_in_scikit_learns_order():
     ours = MiniBatchKMeans(**params).fit(DATA)
     ref = SkMiniBatchKMeans(**params).fit(DATA)
     assert ours.inertia_ == ref.inertia_
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_rows", [1, 2, 3, 255, 1024])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_exact_batch_inertia_is_scikit_learns_bit_for_bit(dtype, n_rows, weighted):
+    # Rows of every width up to 13 (blocks of four and their remainders) and
+    # 50; magnitudes spread over ten decades, so the order of every sum shows.
+    rng = np.random.RandomState(n_rows)
+    for n_features in [*range(1, 14), 50]:
+        X = rng.normal(size=(n_rows, n_features)) * 10 ** rng.uniform(-5, 5, (n_rows, n_features))
+        centers = rng.normal(size=(4, n_features))
+        X, centers = X.astype(dtype), centers.astype(dtype)
+        labels = rng.randint(0, 4, n_rows)
+        sw = rng.uniform(0.1, 3, n_rows).astype(dtype) if weighted else None
+        # (With three threads scikit-learn adds the blocks' sums as they arrive.)
+        for threads in (1, 2):
+            ws = _kmeans_steps.StepWorkspace(n_rows, 4, n_features, dtype, sum_threads=threads)
+            ours = ws.batch_inertia(X, sw, centers, labels)
+            ones = np.ones(n_rows, dtype)
+            theirs = _inertia_dense(
+                X, ones if sw is None else sw, centers, labels.astype(np.int32), threads
+            )
+            assert ours == theirs, (n_features, threads)
