@@ -12,32 +12,39 @@ which is the label where exactly one center is flagged).
 
 The float32 screen (:mod:`._screen`) flags the centers within its threshold
 of the best score this way; exact scoring flags the centers equal to the
-minimum (:func:`first_min`), where this layout pays (:func:`pays`).
+minimum (:func:`first_min`), where this layout pays (:func:`pays`, :data:`MIN_ROWS`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-#: Fewest centers for which NumPy's row-by-row argmin runs its vector loop on
-#: AVX-512 for float32 (for float64 from 32): below, the (k, n) layout is 2-3x
-#: faster; from here on, the row-by-row argmin was as fast or faster.
-MAX_CENTERS = 63
+#: Bytes of a row from which NumPy's row-by-row argmin runs its vector loop
+#: on AVX-512 (64 float32 or 32 float64 values): shorter rows take a scalar
+#: loop, and only they are worth laying out (k, n).
+VECTOR_ROW_BYTES = 256
 
 #: Most features per center for which the (k, n) product keeps up with the
 #: (n, k) one: with few centers and many features, BLAS does worse with ``k``
 #: as the product's row count (128 features and 8 centers took 1.3x as long).
 FEATURES_PER_CENTER = 4
 
+#: Fewest rows labelled at once from (k, n) scores: the passes' fixed costs
+#: outweigh the argmin they save below (512 rows of 20 centers took 1.2x as
+#: long, 1,024 rows 0.75x).
+MIN_ROWS = 1024
 
-def pays(n_clusters: int, n_features: int) -> bool:
-    """Whether exact labels are faster from (k, n) scores than from (n, k) ones.
 
-    Measured on blocks of 5,120 rows (float32 and float64, 4 to 128
-    features, 8 to 256 centers): 0.3-0.8x the time with fewer than 64
-    centers and at most :data:`FEATURES_PER_CENTER` features per center.
+def pays(n_clusters: int, n_features: int, itemsize: int) -> bool:
+    """Whether exact labels of many rows are faster from (k, n) scores than (n, k) ones.
+
+    Measured on blocks of 1,024 to 5,120 rows (4 to 128 features, 8 to 256
+    centers): 0.45-0.87x the time where a row of scores is shorter than
+    :data:`VECTOR_ROW_BYTES` and there are at most
+    :data:`FEATURES_PER_CENTER` features per center; 1.1-2x elsewhere.
     """
-    return n_clusters <= MAX_CENTERS and n_features <= FEATURES_PER_CENTER * n_clusters
+    short_rows = n_clusters * itemsize < VECTOR_ROW_BYTES
+    return short_rows and n_features <= FEATURES_PER_CENTER * n_clusters
 
 
 def count_type(n_clusters: int) -> np.dtype:

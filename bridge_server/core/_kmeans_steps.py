@@ -414,7 +414,7 @@ class Scorer:
         if self.fold or self.panels:
             columns = False
         elif columns is None:
-            columns = _columns.pays(n_clusters, n_features) and _columns_exact(
+            columns = _columns.pays(n_clusters, n_features, dtype.itemsize) and _columns_exact(
                 dtype, n_features, n_clusters
             )
         #: Whether exact labels come from (k, n) scores (:meth:`column_scores`).
@@ -500,12 +500,15 @@ class Scorer:
     def _label_scored(self, X: np.ndarray, work: LabelWork, out: np.ndarray) -> None:
         """Label the rows of ``X`` (a chunk boundary on, at most ``work.exact_capacity``) exactly.
 
-        With :attr:`columns`, whole chunks from (k, n) scores; a last
-        partial chunk always from (n, k) ones, whose product is the one
-        scikit-learn takes for it (the probe checks whole chunks only).
+        With :attr:`columns`, whole chunks from (k, n) scores if there are
+        enough of them (:data:`._columns.MIN_ROWS`); a last partial chunk
+        always from (n, k) ones, whose product is the one scikit-learn takes
+        for it (the probe checks whole chunks only).
         """
         n_rows = X.shape[0]
         whole = n_rows // ROW_CHUNK * ROW_CHUNK if self.columns else 0
+        if whole < _columns.MIN_ROWS:
+            whole = 0
         if whole:
             scores = self.column_scores(X[:whole], work.column_scores(whole))
             _columns.first_min(scores, work.flags, out[:whole])
@@ -571,17 +574,16 @@ class Scorer:
         n_rows, n_features = X.shape
         n_chunks = n_rows // ROW_CHUNK
         assert n_chunks * ROW_CHUNK == n_rows and not (self.fold or self.panels)
-        row, col = X.strides
-        # Chunk c's rows, transposed: (n_features, ROW_CHUNK) views into X and out.
-        chunks = np.lib.stride_tricks.as_strided(
-            X, (n_chunks, n_features, ROW_CHUNK), (ROW_CHUNK * row, col, row), writeable=False
-        )
-        targets = np.lib.stride_tricks.as_strided(
-            out,
-            (n_chunks, self.n_clusters, ROW_CHUNK),
-            (ROW_CHUNK * out.strides[1], out.strides[0], out.strides[1]),
-        )
-        np.matmul(self._scaled, chunks, out=targets)
+        if X.flags.c_contiguous:
+            # Chunk c's rows transposed, (n_features, ROW_CHUNK), as views of X
+            # and out (out's rows are contiguous, so its reshape is a view too).
+            chunks = X.reshape(n_chunks, ROW_CHUNK, n_features).transpose(0, 2, 1)
+            targets = out.reshape(self.n_clusters, n_chunks, ROW_CHUNK).transpose(1, 0, 2)
+            np.matmul(self._scaled, chunks, out=targets)
+        else:
+            for start in range(0, n_rows, ROW_CHUNK):
+                stop = start + ROW_CHUNK
+                np.matmul(self._scaled, X[start:stop].T, out=out[:, start:stop])
         out += self.norms[:, np.newaxis]
         return out
 

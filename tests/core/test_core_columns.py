@@ -39,7 +39,7 @@ def test_flags_know_their_size():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize(("n_features", "n_clusters"), [(3, 7), (8, 20), (50, 50), (100, 63)])
-@pytest.mark.parametrize("n_rows", [1, 255, 256, 700, 1024, 5000])
+@pytest.mark.parametrize("n_rows", [1, 700, 1024, 1300, 5000])
 def test_column_labels_equal_row_labels(dtype, n_features, n_clusters, n_rows):
     rng = np.random.RandomState(n_rows + n_features)
     # Small integers: every product and sum is exact, whatever the BLAS kernel,
@@ -59,7 +59,7 @@ def test_column_labels_equal_row_labels(dtype, n_features, n_clusters, n_rows):
         for scorer, out in ((rows, expected), (cols, got)):
             scorer.set_centers(C)
             with _blas.section(1):
-                scorer._label_exactly(X, scorer.work(n_rows, exact_rows=512), out)
+                scorer._label_exactly(X, scorer.work(n_rows, exact_rows=2048), out)
         np.testing.assert_array_equal(got, expected)
 
 
@@ -78,9 +78,21 @@ def test_column_scores_are_the_row_scores_transposed_where_chosen():
 
 
 def test_column_scoring_is_chosen_only_where_it_pays_and_applies():
-    assert _columns.pays(50, 50) and _columns.pays(63, 8)
-    assert not _columns.pays(64, 8)  # NumPy's argmin runs its vector loop from here
-    assert not _columns.pays(8, 128)  # a GEMM with few rows, many features: slower
+    assert _columns.pays(50, 50, 4) and _columns.pays(63, 8, 4) and _columns.pays(31, 8, 8)
+    # NumPy's argmin runs its vector loop from 256-byte rows of scores.
+    assert not _columns.pays(64, 8, 4) and not _columns.pays(32, 8, 8)
+    assert not _columns.pays(8, 128, 4)  # a GEMM with few rows, many features: slower
     # Folded norms (at most 2 features) keep the (n, k) product.
     assert not _kmeans_steps.Scorer(10, 2, np.float64).columns
     assert not _kmeans_steps.Scorer(100, 50, np.float32).columns
+    # Fewer rows at once than MIN_ROWS: the (n, k) path, without (k, n) scratch.
+    scorer = _kmeans_steps.Scorer(20, 8, np.float32, columns=True)
+    scorer.set_centers(np.arange(160, dtype=np.float32).reshape(20, 8))
+    work = scorer.work(_columns.MIN_ROWS)
+    X = np.ones((_columns.MIN_ROWS, 8), np.float32)
+    out = np.empty(_columns.MIN_ROWS, np.intp)
+    with _blas.section(1):
+        scorer._label_exactly(X[:-1], work, out[:-1])
+        assert work._column_scores is None
+        scorer._label_exactly(X, work, out)
+        assert work._column_scores is not None
