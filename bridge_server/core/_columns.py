@@ -109,13 +109,18 @@ def single_flag(within: np.ndarray, flags: Flags, out: np.ndarray) -> np.ndarray
     return np.flatnonzero(counts != 1)
 
 
-def first_min(scores: np.ndarray, flags: Flags, out: np.ndarray) -> None:
+def first_min(
+    scores: np.ndarray, flags: Flags, out: np.ndarray, gaps: np.ndarray | None = None
+) -> None:
     """Each column's argmin of ``scores`` (k, n) into ``out`` (n,): the first on ties.
 
     The same labels as ``np.argmin(scores, axis=0)``, NaN included (a column
     holding NaN gets the first one's index): columns with a tie or a NaN,
     where no single center equals the minimum, are left to ``np.argmin``.
-    ``flags`` was made with the scores' dtype.
+    ``flags`` was made with the scores' dtype. With ``gaps`` (n,) float32,
+    also records each column's second smallest score less its smallest
+    (inf for one center; -inf where the minimum is tied or NaN), and
+    overwrites the minima in ``scores`` with infinity to find them.
     """
     n = scores.shape[1]
     assert flags.best is not None
@@ -124,3 +129,7 @@ def first_min(scores: np.ndarray, flags: Flags, out: np.ndarray) -> None:
     left = single_flag(within, flags, out)
     if left.size:
         out[left] = np.argmin(scores[:, left], axis=0)
+    if gaps is not None:
+        np.copyto(scores, scores.dtype.type(np.inf), where=within)
+        np.subtract(np.min(scores, axis=0), best, out=gaps, casting="same_kind")
+        gaps[left] = -np.inf

@@ -458,8 +458,9 @@ class Scorer:
         :meth:`work` for at least ``len(X)`` rows. Where a :attr:`screen`
         exists, it labels the rows it is certain of, and only the chunks
         holding the others are scored exactly: the labels are the same.
-        ``margins`` (for these rows) records the screen's margins, and marks
-        every row it did not decide. Run inside ``_blas.section(1)``.
+        ``margins`` (for these rows) records the screen's margins (or, if
+        "exact", the exact scores' gaps where they are laid out (k, n)), and
+        marks every other row undecided. Run inside ``_blas.section(1)``.
 
         Returns True when the screen labelled the rows, which proves every
         value of ``X`` finite (it refuses NaN and infinity); False says nothing.
@@ -487,21 +488,40 @@ class Scorer:
                     if undecided.size:
                         self._label_chunks(X, work, out, undecided)
                     return True
-        self._label_exactly(X, work, out)
+        exact = margins is not None and margins.first == "exact"
+        self._label_exactly(X, work, out, margins if exact else None)
         return False
 
-    def _label_exactly(self, X: np.ndarray, work: LabelWork, out: np.ndarray) -> None:
-        """Label every row of ``X`` by its exact scores, ``work.exact_capacity`` rows at a time."""
+    def _label_exactly(
+        self,
+        X: np.ndarray,
+        work: LabelWork,
+        out: np.ndarray,
+        margins: _screen.Margins | None = None,
+    ) -> None:
+        """Label every row of ``X`` by its exact scores, ``work.exact_capacity`` rows at a time.
+
+        ``margins`` ("exact" ones, for these rows, marked undecided) receive
+        the gaps of the rows labelled from (k, n) scores.
+        """
         step = work.exact_capacity
         for start in range(0, X.shape[0], step):
             stop = min(start + step, X.shape[0])
-            self._label_scored(X[start:stop], work, out[start:stop])
+            part = None if margins is None else margins.view(start, stop)
+            self._label_scored(X[start:stop], work, out[start:stop], part)
 
-    def _label_scored(self, X: np.ndarray, work: LabelWork, out: np.ndarray) -> None:
+    def _label_scored(
+        self,
+        X: np.ndarray,
+        work: LabelWork,
+        out: np.ndarray,
+        margins: _screen.Margins | None = None,
+    ) -> None:
         """Label the rows of ``X`` (a chunk boundary on, at most ``work.exact_capacity``) exactly.
 
         With :attr:`columns`, whole chunks from (k, n) scores if there are
-        enough of them (:data:`._columns.MIN_ROWS`); a last partial chunk
+        enough of them (:data:`._columns.MIN_ROWS`), recording their gaps
+        and float32 norms in ``margins`` if given; a last partial chunk
         always from (n, k) ones, whose product is the one scikit-learn takes
         for it (the probe checks whole chunks only).
         """
@@ -511,7 +531,13 @@ class Scorer:
             whole = 0
         if whole:
             scores = self.column_scores(X[:whole], work.column_scores(whole))
-            _columns.first_min(scores, work.flags, out[:whole])
+            if margins is None:
+                _columns.first_min(scores, work.flags, out[:whole])
+            else:
+                _columns.first_min(scores, work.flags, out[:whole], margins.gaps[:whole])
+                rows = X[:whole]
+                norms = np.einsum("ij,ij->i", rows, rows, out=margins.norms[:whole])
+                np.sqrt(norms, out=norms)
         if whole < n_rows:
             scores = self.scores(X[whole:], work.rows, work.scores(n_rows - whole))
             np.argmin(scores, axis=1, out=out[whole:])
@@ -1703,16 +1729,20 @@ def large_batch_step(
     pass. Checks for cancellation after each block.
 
     With ``relabel`` (the batch will be labelled again against the moved
-    centers) and a float32 screen, returns the labels that provably still
-    hold (see :class:`._screen.Margins`), for :func:`labels_inertia`'s
-    ``known``; else None.
+    centers), and a float32 screen or exact float32 scores laid out (k, n),
+    returns the labels that provably still hold (see
+    :class:`._screen.Margins`), for :func:`labels_inertia`'s ``known``;
+    else None.
     """
     n_rows, n_features = X.shape
     n_clusters = centers.shape[0]
     dtype = centers.dtype
-    keep = relabel and _screen.screens(n_features, n_clusters, dtype)
-    margins = _screen.Margins(n_rows) if keep else None
-    old = centers.copy() if keep else None
+    margins = None
+    if relabel and _screen.screens(n_features, n_clusters, dtype):
+        margins = _screen.Margins(n_rows)
+    elif relabel and dtype == np.float32 and Scorer(n_clusters, n_features, dtype).columns:
+        margins = _screen.Margins(n_rows, first="exact")
+    old = None if margins is None else centers.copy()
     labels = np.empty(n_rows, dtype=np.intp)
     labels_inertia(
         X,

@@ -35,6 +35,7 @@ for scikit-learn's own chunk-by-chunk scores.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 
@@ -254,20 +255,29 @@ class Screen:
 
 
 class Margins:
-    """How far each screened row's label is from changing, for rows labelled again.
+    """How far each row's label is from changing, for rows labelled again.
 
     ``partial_fit`` labels its batch against the centers, moves them, then
-    labels the batch again against the moved centers. A row the screen
-    labelled ``b`` with its other float32 scores all above its threshold
-    by a gap ``g`` keeps label ``b`` against centers that moved little
-    enough (see :meth:`certain`), so its second label needs no product.
+    labels the batch again against the moved centers. A row labelled ``b``
+    whose other scores all exceed its best by a margin keeps label ``b``
+    against centers that moved little enough (see :meth:`certain`), so its
+    second label needs no product. The margins come from one of two first
+    passes (``first``):
 
-    ``gaps`` (n,) float32: each row's smallest score beyond its threshold,
-    less the threshold (-inf where the screen did not decide the row);
-    ``norms`` (n,) float32: its float32 norm ``|x|``.
+    * ``"screen"``: float64 rows screened in float32. A row's gap is its
+      smallest score beyond the screen's threshold, less the threshold
+      (which already covers both passes' errors).
+    * ``"exact"``: float32 rows scored exactly, as scikit-learn scores them,
+      from (k, n) scores (:func:`._columns.first_min`). A row's gap is its
+      second smallest score less its smallest; :meth:`certain` then also
+      covers the errors of both passes' float32 scores.
+
+    ``gaps`` (n,) float32 (-inf where the first pass did not decide the
+    row, or recorded no gap); ``norms`` (n,) float32: the row's float32 norm ``|x|``.
     """
 
-    def __init__(self, n_rows: int) -> None:
+    def __init__(self, n_rows: int, first: Literal["screen", "exact"] = "screen") -> None:
+        self.first = first
         self.gaps = np.full(n_rows, -np.inf, dtype=np.float32)
         self.norms = np.zeros(n_rows, dtype=np.float32)
 
@@ -282,40 +292,62 @@ class Margins:
     def view(self, start: int, stop: int) -> Margins:
         """The margins of rows ``start:stop`` (views, written through)."""
         part = Margins.__new__(Margins)
+        part.first = self.first
         part.gaps, part.norms = self.gaps[start:stop], self.norms[start:stop]
         return part
 
     def certain(self, old: np.ndarray, new: np.ndarray) -> np.ndarray | None:
         """Which rows keep their label when the centers move from ``old`` to ``new`` (k, K).
 
-        Returns a boolean mask (n,), or None when the new centers are outside
-        the screen's range (then nothing is certain).
+        Returns a boolean mask (n,), or None when the centers are outside
+        float32's safe range (then nothing is certain).
 
-        The argument (see the module's): a row ``x`` whose float32 scores
-        other than the best, ``A_b``, exceed the screen's threshold by more
-        than ``s`` has exact scores ``T_j - T_b > 2 (K + 6) 2**-53 W + s``
-        (the threshold covers both passes' errors). Moving the centers
-        changes each ``T_j`` by at most ``nu + 2 |x| delta``, where ``delta``
+        The argument (see the module's): moving the centers changes each
+        exact score ``T_j`` by at most ``nu + 2 |x| delta``, where ``delta``
         is the largest center's move and ``nu`` the largest change of a
-        squared norm, so the new exact scores still differ by more than
-        their float64 evaluations' errors (``2 (K + 6) 2**-53 W'``, with
-        ``W'`` the new centers' ``W``) once
-        ``s >= 2 nu + 4 |x| delta + 4 u (c_max + delta)**2``. ``|x|`` is
-        the row's float32 norm enlarged by ``(K + 4) u``, and everything by
-        a relative ``1e-6`` for the rounding of these sums themselves.
+        squared norm, so the best exact score stays the best by more than
+        the second pass's evaluation error if the first pass showed it
+        ahead by that much more.
+
+        * After the screen, a row whose float32 scores other than the best
+          exceed the threshold by more than ``s`` has exact scores
+          ``T_j - T_b > 2 (K + 6) 2**-53 W + s`` (the threshold covers both
+          passes' errors), and the new ones differ by more than their
+          float64 evaluations' errors (``2 (K + 6) 2**-53 W'``, with ``W'``
+          the new centers' ``W``) once
+          ``s >= 2 nu + 4 |x| delta + 4 u (c_max + delta)**2``.
+        * After exact float32 scores ``G``, each within ``(K + 6) u W`` of
+          ``T``, a row with ``G_j - G_b >= s`` for every ``j != b`` keeps
+          ``b`` as the strict argmin of the new float32 scores (first on
+          ties or not) once ``s > 2 nu + 4 |x| delta + 2 (K + 6) u (W + W')``,
+          ``W = 2 |x| c + c**2`` with ``c`` the largest old center's norm
+          (``W'``: the new one's), plus a floor for float32's subnormals.
+
+        ``|x|`` is the row's float32 norm enlarged by ``(K + 4) u``, and
+        everything by a relative ``1e-6`` for the rounding of these sums
+        (computed in float64) and of the gaps themselves.
         """
+        old = np.asarray(old, dtype=np.float64)
+        new = np.asarray(new, dtype=np.float64)
         old_sq = np.einsum("ij,ij->i", old, old)
         new_sq = np.einsum("ij,ij->i", new, new)
         moved = new - old
         delta = math.sqrt(float(np.einsum("ij,ij->i", moved, moved).max()))
         nu = float(np.abs(new_sq - old_sq).max())
-        c_max = math.sqrt(float(max(old_sq.max(), new_sq.max())))
+        c_old, c_new = math.sqrt(float(old_sq.max())), math.sqrt(float(new_sq.max()))
+        c_max = max(c_old, c_new)
         if not (_MIN_CENTER <= c_max and c_max * c_max < _MAX_BOUND / 2 and math.isfinite(delta)):
             return None
         n_features = old.shape[1]
         grow = 1 + 1e-6
-        constant = (2 * nu + 4 * _U * (c_max + delta) ** 2 + _FLOOR64) * grow
-        per_norm = 4 * delta * (1 + (n_features + 4) * _U) * grow
+        if self.first == "screen":
+            constant = (2 * nu + 4 * _U * (c_max + delta) ** 2 + _FLOOR64) * grow
+            per_norm = 4 * delta * (1 + (n_features + 4) * _U) * grow
+        else:
+            error = 2 * (n_features + 6) * _U
+            constant = (2 * nu + error * (c_old**2 + c_new**2) + 2 * _FLOOR) * grow
+            per_norm = (4 * delta + 2 * error * (c_old + c_new)) * grow
+            per_norm *= 1 + (n_features + 4) * _U
         needed = self.norms.astype(np.float64)
         needed *= per_norm
         needed += constant

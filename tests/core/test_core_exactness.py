@@ -186,6 +186,24 @@ def test_wide_partial_fit_stream_predict_and_score_match(rounded):
     np.testing.assert_allclose(ours.score(X_new), ref.score(X_new), rtol=1e-10)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_float32_partial_fit_stream_reusing_first_labels_matches(weighted):
+    # float32 in chunks of 3,000 rows: 8 centers and 12 features label from
+    # (k, n) scores, and labels_ reuses the first pass's labels wherever its
+    # gaps outlast the move (rounding to 0.1 adds ties, which never do).
+    X = np.round(_blobs(15_000, 12, 6, seed=23), 1).astype(np.float32)
+    sw = np.random.RandomState(6).uniform(0.5, 2.0, size=X.shape[0]) if weighted else None
+    params = dict(n_clusters=8, random_state=0, reassignment_ratio=0.2)
+    ref, ours = SkMiniBatchKMeans(**params), MiniBatchKMeans(**params)
+    for start in range(0, X.shape[0], 3000):
+        w = None if sw is None else sw[start : start + 3000]
+        ref.partial_fit(X[start : start + 3000], sample_weight=w)
+        ours.partial_fit(X[start : start + 3000], sample_weight=w)
+        np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
+        np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    assert_same_fit(ours, ref, inertia_rtol=1e-5)
+
+
 def test_partial_fit_after_fit_continues_like_sklearn():
     X = _blobs(3000, 3, 5, seed=12)
     ref = SkMiniBatchKMeans(n_clusters=5, random_state=0).fit(X)

@@ -397,3 +397,113 @@ def test_the_move_bound_is_tight_enough_to_matter():
     # start only a little after them (the bound is tight here).
     last_flip, first_certain = np.flatnonzero(expected).max(), np.flatnonzero(certain).min()
     assert last_flip < first_certain <= 1.05 * last_flip + 5
+
+
+def _moved_problem32(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_moved_problem`'s kinds in float32, sized for (k, n) exact scores."""
+    rng = np.random.default_rng(1000 + seed)
+    n, K = int(rng.integers(1024, 3000)), int(rng.integers(4, 60))
+    k = int(rng.integers(-(-K // _columns.FEATURES_PER_CENTER), 64))
+    kind = seed % 3
+    if kind == 0:
+        X = rng.integers(0, 4, size=(n, K)).astype(float)
+    elif kind == 1:
+        offset = rng.uniform(-1, 1) * 10 ** rng.uniform(0, 4)
+        X = rng.standard_normal((n, K)) * 10 ** rng.uniform(-3, 3) + offset
+    else:
+        X = rng.standard_normal((k, K))[rng.integers(0, k, n)] * 5 + rng.standard_normal((n, K))
+    C = X[rng.choice(n, k, replace=False)]
+    scale = 10 ** rng.uniform(-7, 0) * (np.abs(C).max() + 1)
+    moved = C + rng.standard_normal(C.shape) * scale * (rng.random((k, 1)) < 0.5)
+    return X.astype(np.float32), C.astype(np.float32), moved.astype(np.float32)
+
+
+def _exact_margins(X: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, _screen.Margins]:
+    """First labels of float32 ``X`` and their "exact" margins, as partial_fit records them."""
+    assert _kmeans_steps.Scorer(C.shape[0], C.shape[1], np.float32).columns  # (OpenBLAS, x86-64)
+    margins = _screen.Margins(X.shape[0], first="exact")
+    first = np.empty(X.shape[0], dtype=np.intp)
+    _kmeans_steps.labels_inertia(X, None, C, first, with_inertia=False, margins=margins)
+    return first, margins
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_labels_certain_after_a_move_from_exact_float32_scores(seed):
+    # The same promise from float32 data scored exactly (no screen): rows
+    # whose gap between their two best scores outlasts the move and both
+    # passes' float32 errors keep their label.
+    X, C, moved = _moved_problem32(seed)
+    first, margins = _exact_margins(X, C)
+    np.testing.assert_array_equal(first, _exact(X, C))
+    certain = margins.certain(C, moved)
+    assert certain is not None
+    expected = _exact(X, moved)
+    np.testing.assert_array_equal(first[certain], expected[certain])
+    second = np.empty(X.shape[0], dtype=np.intp)
+    known = _kmeans_steps.Known(first, certain)
+    _kmeans_steps.labels_inertia(X, None, moved, second, with_inertia=False, known=known)
+    np.testing.assert_array_equal(second, expected)
+
+
+def test_exact_float32_margins_keep_most_labels_after_a_small_move_and_none_after_a_large():
+    rng = np.random.RandomState(4)
+    C = (rng.normal(size=(20, 30)) * 5).astype(np.float32)
+    X = (C[rng.randint(0, 20, 3000)] + rng.normal(size=(3000, 30))).astype(np.float32)
+    first, margins = _exact_margins(X, C)
+    small = margins.certain(C, C + np.float32(1e-3))
+    large = margins.certain(C, C + np.float32(1e3))
+    assert small is not None and large is not None
+    assert small[:2816].mean() > 0.95  # the (k, n) scores' whole chunks
+    assert not small[2816:].any()  # the last partial chunk: (n, k) scores, no gaps
+    assert not large.any()
+    # A tie between two centers leaves no gap: never certain, even unmoved.
+    tied = np.concatenate([C[:1], C[:1], C[2:]])
+    _, margins = _exact_margins(X, tied)
+    unmoved = margins.certain(tied, tied)
+    assert unmoved is not None
+    nearest = _exact(X, tied)
+    assert not unmoved[:2816][nearest[:2816] == 0].any() and unmoved[:2816].mean() > 0.8
+
+
+def test_the_exact_float32_move_bound_is_tight_enough_to_matter():
+    # As for the screen: the label's center and its rival move along x in
+    # opposite directions; rows whose gap is below the change flip, and the
+    # first certain row comes only a little after the last that flips.
+    a, h, eps, delta = 1.0, 1.0, 1e-3, 0.05
+    t = np.linspace(0.0, 0.5, 2048)
+    X = np.zeros((t.size, 8), dtype=np.float32)
+    X[:, 0], X[:, 1] = 1.0, t
+    C = np.zeros((2, 8), dtype=np.float32)
+    C[0, :2] = -a, h  # every row's label
+    C[1, :2] = -a, -(h + eps)
+    moved = C.copy()
+    moved[0, 0] -= delta
+    moved[1, 0] += delta
+    first, margins = _exact_margins(X, C)
+    assert not first.any()
+    expected = _exact(X, moved)
+    certain = margins.certain(C, moved)
+    assert certain is not None
+    assert expected.any() and certain.any()
+    np.testing.assert_array_equal(first[certain], expected[certain])
+    last_flip, first_certain = np.flatnonzero(expected).max(), np.flatnonzero(certain).min()
+    assert last_flip < first_certain <= 1.05 * last_flip + 5
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_exact_float32_margins_cover_the_scores_rounding_far_from_the_origin(seed):
+    # Blobs 10,000 from the origin: float32 scores are off by tens there, more
+    # than many gaps between them. Centers moved by one ulp here and there
+    # barely move the exact scores, but rescoring rounds differently, so only
+    # the error terms keep near-ties from being certified (without them,
+    # 0.4-2% of the certified rows got another label).
+    rng = np.random.RandomState(seed)
+    C = (rng.normal(size=(20, 30)) * 3 + 1e4).astype(np.float32)
+    X = (C[rng.randint(0, 20, 4096)] + rng.normal(size=(4096, 30)) * 3).astype(np.float32)
+    first, margins = _exact_margins(X, C)
+    moved = C.copy()
+    where = rng.randint(0, 20, size=10), rng.randint(0, 30, size=10)
+    moved[where] = np.nextafter(moved[where], np.float32(np.inf))
+    certain = margins.certain(C, moved)
+    assert certain is not None
+    np.testing.assert_array_equal(first[certain], _exact(X, moved)[certain])
