@@ -373,13 +373,13 @@ class Scorer:
     the last term of the same in-order accumulation: the same rounding
     (``-2`` scaling is exact either way), one pass less.
 
+    Exact labels come from scores laid out one row per center where that is
+    faster and gives the same bits (:attr:`columns`; see :mod:`._columns`).
+
     Parameters
     ----------
     n_clusters, n_features : int
     dtype : numpy dtype
-    Exact labels come from scores laid out one row per center where that is
-    faster and gives the same bits (:attr:`columns`; see :mod:`._columns`).
-
     fold : bool or None
         Force folding on or off (the probe); None asks :func:`_fold_norms`.
     columns : bool or None
