@@ -691,13 +691,9 @@ class LabelWork:
         self._flags: _columns.Flags | None = None
 
     def scores(self, n_rows: int) -> np.ndarray:
-        """Scratch (n_rows, n_clusters) for exact scores of up to ``exact_capacity`` rows.
-
-        Grown to the rows asked for (with (k, n) scoring, only a last
-        partial chunk asks).
-        """
-        if self._scores is None or self._scores.shape[0] < n_rows:
-            self._scores = np.empty((n_rows, self._n_clusters), dtype=self._dtype)
+        """Scratch (n_rows, n_clusters) for exact scores of up to ``exact_capacity`` rows."""
+        if self._scores is None:
+            self._scores = np.empty((self.exact_capacity, self._n_clusters), dtype=self._dtype)
         return self._scores[:n_rows]
 
     def column_scores(self, n_rows: int) -> np.ndarray:
