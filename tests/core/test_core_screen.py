@@ -314,18 +314,21 @@ def test_screened_blocks_keep_their_buffers_near_the_budget(n_clusters, n_featur
     assert buffers.nbytes <= max(_kmeans_steps.SCREEN_BLOCK_BYTES, score_rows * per_row)
 
 
+def _rows_of_kind(rng: np.random.Generator, kind: int, n: int, K: int, k: int) -> np.ndarray:
+    """(n, K) rows: an integer grid (ties), an offset cloud at some scale, or k blobs."""
+    if kind == 0:
+        return rng.integers(0, 4, size=(n, K)).astype(float)
+    if kind == 1:
+        offset = rng.uniform(-1, 1) * 10 ** rng.uniform(0, 4)
+        return rng.standard_normal((n, K)) * 10 ** rng.uniform(-3, 3) + offset
+    return rng.standard_normal((k, K))[rng.integers(0, k, n)] * 5 + rng.standard_normal((n, K))
+
+
 def _moved_problem(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows, centers, moved centers: integer grids (ties), offsets or blobs; moves of any size."""
     rng = np.random.default_rng(seed)
     n, K, k = int(rng.integers(300, 2000)), int(rng.integers(8, 60)), int(rng.integers(2, 30))
-    kind = seed % 3
-    if kind == 0:
-        X = rng.integers(0, 4, size=(n, K)).astype(float)
-    elif kind == 1:
-        offset = rng.uniform(-1, 1) * 10 ** rng.uniform(0, 4)
-        X = rng.standard_normal((n, K)) * 10 ** rng.uniform(-3, 3) + offset
-    else:
-        X = rng.standard_normal((k, K))[rng.integers(0, k, n)] * 5 + rng.standard_normal((n, K))
+    X = _rows_of_kind(rng, seed % 3, n, K, k)
     C = X[rng.choice(n, k, replace=False)].copy()
     scale = 10 ** rng.uniform(-12, 0) * (np.abs(C).max() + 1)
     moved = C + rng.standard_normal(C.shape) * scale * (rng.random((k, 1)) < 0.5)
@@ -343,7 +346,13 @@ def test_labels_certain_after_a_move_are_the_exact_argmin(seed):
     margins = _screen.Margins(X.shape[0])
     first = np.empty(X.shape[0], dtype=np.intp)
     _kmeans_steps.labels_inertia(X, None, C, first, with_inertia=False, margins=margins)
-    certain = margins.certain(C, moved)
+    _assert_certified_labels_hold(X, moved, first, margins.certain(C, moved))
+
+
+def _assert_certified_labels_hold(
+    X: np.ndarray, moved: np.ndarray, first: np.ndarray, certain: np.ndarray | None
+) -> np.ndarray:
+    """Certified rows keep ``first``; a second pass reusing them gives every exact label."""
     assert certain is not None
     expected = _exact(X, moved)
     np.testing.assert_array_equal(first[certain], expected[certain])
@@ -351,6 +360,7 @@ def test_labels_certain_after_a_move_are_the_exact_argmin(seed):
     known = _kmeans_steps.Known(first, certain)
     _kmeans_steps.labels_inertia(X, None, moved, second, with_inertia=False, known=known)
     np.testing.assert_array_equal(second, expected)
+    return expected
 
 
 def test_a_small_move_keeps_most_labels_and_a_large_one_none():
@@ -374,22 +384,32 @@ def test_the_move_bound_is_tight_enough_to_matter():
     # along x in opposite directions, so both the norm changes (nu) and the
     # |x| delta terms close the gap. Rows whose gap is below the actual
     # change flip; rows certified by a bound any weaker would include some.
+    X, C, moved = _opposite_moves(2000, np.float64)
+    margins = _screen.Margins(X.shape[0])
+    first = np.empty(X.shape[0], dtype=np.intp)
+    _kmeans_steps.labels_inertia(X, None, C, first, with_inertia=False, margins=margins)
+    _assert_tight(X, moved, first, margins.certain(C, moved))
+
+
+def _opposite_moves(n_rows: int, dtype: type) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows (1, t) for t in [0, 0.5], two centers that all rows pick first, moved apart along x."""
     a, h, eps, delta = 1.0, 1.0, 1e-3, 0.05
-    t = np.linspace(0.0, 0.5, 2000)
-    X = np.zeros((t.size, 8))
+    t = np.linspace(0.0, 0.5, n_rows)
+    X = np.zeros((t.size, 8), dtype=dtype)
     X[:, 0], X[:, 1] = 1.0, t
-    C = np.zeros((2, 8))
+    C = np.zeros((2, 8), dtype=dtype)
     C[0, :2] = -a, h  # every row's label
     C[1, :2] = -a, -(h + eps)
     moved = C.copy()
     moved[0, 0] -= delta
     moved[1, 0] += delta
-    margins = _screen.Margins(X.shape[0])
-    first = np.empty(X.shape[0], dtype=np.intp)
-    _kmeans_steps.labels_inertia(X, None, C, first, with_inertia=False, margins=margins)
+    return X, C, moved
+
+
+def _assert_tight(X: np.ndarray, moved: np.ndarray, first: np.ndarray, certain: np.ndarray | None):
+    """Some rows flip, some are certain, and the first certain row follows the last flip closely."""
     assert not first.any()
     expected = _exact(X, moved)
-    certain = margins.certain(C, moved)
     assert certain is not None
     assert expected.any() and certain.any()  # some rows flip, some are certain
     np.testing.assert_array_equal(first[certain], expected[certain])
@@ -404,14 +424,7 @@ def _moved_problem32(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1000 + seed)
     n, K = int(rng.integers(1024, 3000)), int(rng.integers(4, 60))
     k = int(rng.integers(-(-K // _columns.FEATURES_PER_CENTER), 64))
-    kind = seed % 3
-    if kind == 0:
-        X = rng.integers(0, 4, size=(n, K)).astype(float)
-    elif kind == 1:
-        offset = rng.uniform(-1, 1) * 10 ** rng.uniform(0, 4)
-        X = rng.standard_normal((n, K)) * 10 ** rng.uniform(-3, 3) + offset
-    else:
-        X = rng.standard_normal((k, K))[rng.integers(0, k, n)] * 5 + rng.standard_normal((n, K))
+    X = _rows_of_kind(rng, seed % 3, n, K, k)
     C = X[rng.choice(n, k, replace=False)]
     scale = 10 ** rng.uniform(-7, 0) * (np.abs(C).max() + 1)
     moved = C + rng.standard_normal(C.shape) * scale * (rng.random((k, 1)) < 0.5)
@@ -435,14 +448,7 @@ def test_labels_certain_after_a_move_from_exact_float32_scores(seed):
     X, C, moved = _moved_problem32(seed)
     first, margins = _exact_margins(X, C)
     np.testing.assert_array_equal(first, _exact(X, C))
-    certain = margins.certain(C, moved)
-    assert certain is not None
-    expected = _exact(X, moved)
-    np.testing.assert_array_equal(first[certain], expected[certain])
-    second = np.empty(X.shape[0], dtype=np.intp)
-    known = _kmeans_steps.Known(first, certain)
-    _kmeans_steps.labels_inertia(X, None, moved, second, with_inertia=False, known=known)
-    np.testing.assert_array_equal(second, expected)
+    _assert_certified_labels_hold(X, moved, first, margins.certain(C, moved))
 
 
 def test_exact_float32_margins_keep_most_labels_after_a_small_move_and_none_after_a_large():
@@ -466,28 +472,11 @@ def test_exact_float32_margins_keep_most_labels_after_a_small_move_and_none_afte
 
 
 def test_the_exact_float32_move_bound_is_tight_enough_to_matter():
-    # As for the screen: the label's center and its rival move along x in
-    # opposite directions; rows whose gap is below the change flip, and the
+    # As for the screen: rows whose gap is below the change flip, and the
     # first certain row comes only a little after the last that flips.
-    a, h, eps, delta = 1.0, 1.0, 1e-3, 0.05
-    t = np.linspace(0.0, 0.5, 2048)
-    X = np.zeros((t.size, 8), dtype=np.float32)
-    X[:, 0], X[:, 1] = 1.0, t
-    C = np.zeros((2, 8), dtype=np.float32)
-    C[0, :2] = -a, h  # every row's label
-    C[1, :2] = -a, -(h + eps)
-    moved = C.copy()
-    moved[0, 0] -= delta
-    moved[1, 0] += delta
+    X, C, moved = _opposite_moves(2048, np.float32)
     first, margins = _exact_margins(X, C)
-    assert not first.any()
-    expected = _exact(X, moved)
-    certain = margins.certain(C, moved)
-    assert certain is not None
-    assert expected.any() and certain.any()
-    np.testing.assert_array_equal(first[certain], expected[certain])
-    last_flip, first_certain = np.flatnonzero(expected).max(), np.flatnonzero(certain).min()
-    assert last_flip < first_certain <= 1.05 * last_flip + 5
+    _assert_tight(X, moved, first, margins.certain(C, moved))
 
 
 @pytest.mark.parametrize("seed", range(3))
