@@ -133,3 +133,16 @@ def first_min(
         np.copyto(scores, scores.dtype.type(np.inf), where=within)
         np.subtract(np.min(scores, axis=0), best, out=gaps, casting="same_kind")
         gaps[left] = -np.inf
+
+
+def row_gaps(scores: np.ndarray, labels: np.ndarray, gaps: np.ndarray) -> None:
+    """:func:`first_min`'s gaps for (n, k) scores labelled ``labels`` (their argmin).
+
+    Each row's second smallest score less its smallest into ``gaps`` (n,)
+    float32: 0 where the minimum is tied, NaN where the row holds NaN, inf
+    for one center. Overwrites each row's minimum in ``scores`` with infinity.
+    """
+    rows = np.arange(scores.shape[0])
+    best = scores[rows, labels]
+    scores[rows, labels] = np.inf
+    np.subtract(np.min(scores, axis=1), best, out=gaps, casting="same_kind")

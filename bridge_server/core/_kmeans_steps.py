@@ -520,27 +520,30 @@ class Scorer:
         """Label the rows of ``X`` (a chunk boundary on, at most ``work.exact_capacity``) exactly.
 
         With :attr:`columns`, whole chunks from (k, n) scores if there are
-        enough of them (:data:`._columns.MIN_ROWS`), recording their gaps
-        and float32 norms in ``margins`` if given; a last partial chunk
+        enough of them (:data:`._columns.MIN_ROWS`); a last partial chunk
         always from (n, k) ones, whose product is the one scikit-learn takes
-        for it (the probe checks whole chunks only).
+        for it (the probe checks whole chunks only). ``margins`` ("exact"
+        ones) receive every row's gap between its two best scores and its
+        float32 norm.
         """
         n_rows = X.shape[0]
         whole = n_rows // ROW_CHUNK * ROW_CHUNK if self.columns else 0
         if whole < _columns.MIN_ROWS:
             whole = 0
+        gaps = None if margins is None else margins.gaps
         if whole:
             scores = self.column_scores(X[:whole], work.column_scores(whole))
-            if margins is None:
-                _columns.first_min(scores, work.flags, out[:whole])
-            else:
-                _columns.first_min(scores, work.flags, out[:whole], margins.gaps[:whole])
-                rows = X[:whole]
-                norms = np.einsum("ij,ij->i", rows, rows, out=margins.norms[:whole])
-                np.sqrt(norms, out=norms)
+            _columns.first_min(
+                scores, work.flags, out[:whole], None if gaps is None else gaps[:whole]
+            )
         if whole < n_rows:
             scores = self.scores(X[whole:], work.rows, work.scores(n_rows - whole))
             np.argmin(scores, axis=1, out=out[whole:])
+            if gaps is not None:
+                _columns.row_gaps(scores, out[whole:], gaps[whole:])
+        if margins is not None:
+            norms = np.einsum("ij,ij->i", X, X, out=margins.norms)
+            np.sqrt(norms, out=norms)
 
     def _label_chunks(
         self, X: np.ndarray, work: LabelWork, out: np.ndarray, undecided: np.ndarray
@@ -1725,7 +1728,7 @@ def large_batch_step(
     pass. Checks for cancellation after each block.
 
     With ``relabel`` (the batch will be labelled again against the moved
-    centers), and a float32 screen or exact float32 scores laid out (k, n),
+    centers), and a float32 screen or float32 data (scored exactly),
     returns the labels that provably still hold (see
     :class:`._screen.Margins`), for :func:`labels_inertia`'s ``known``;
     else None.
@@ -1736,7 +1739,7 @@ def large_batch_step(
     margins = None
     if relabel and _screen.screens(n_features, n_clusters, dtype):
         margins = _screen.Margins(n_rows)
-    elif relabel and dtype == np.float32 and Scorer(n_clusters, n_features, dtype).columns:
+    elif relabel and dtype == np.float32:
         margins = _screen.Margins(n_rows, first="exact")
     old = None if margins is None else centers.copy()
     labels = np.empty(n_rows, dtype=np.intp)

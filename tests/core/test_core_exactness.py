@@ -187,13 +187,15 @@ def test_wide_partial_fit_stream_predict_and_score_match(rounded):
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_float32_partial_fit_stream_reusing_first_labels_matches(weighted):
-    # float32 in chunks of 3,000 rows: 8 centers and 12 features label from
-    # (k, n) scores, and labels_ reuses the first pass's labels wherever its
-    # gaps outlast the move (rounding to 0.1 adds ties, which never do).
-    X = np.round(_blobs(15_000, 12, 6, seed=23), 1).astype(np.float32)
+@pytest.mark.parametrize("n_clusters", [8, 70])
+def test_float32_partial_fit_stream_reusing_first_labels_matches(weighted, n_clusters):
+    # float32 in chunks of 3,000 rows, 12 features: 8 centers label from (k, n)
+    # scores, 70 from (n, k) ones; labels_ reuses the first pass's labels
+    # wherever their gaps outlast the move (rounding to 0.1 adds ties, which
+    # never do).
+    X = np.round(_blobs(15_000, 12, n_clusters, seed=23), 1).astype(np.float32)
     sw = np.random.RandomState(6).uniform(0.5, 2.0, size=X.shape[0]) if weighted else None
-    params = dict(n_clusters=8, random_state=0, reassignment_ratio=0.2)
+    params = dict(n_clusters=n_clusters, random_state=0, reassignment_ratio=0.2)
     ref, ours = SkMiniBatchKMeans(**params), MiniBatchKMeans(**params)
     for start in range(0, X.shape[0], 3000):
         w = None if sw is None else sw[start : start + 3000]

@@ -420,10 +420,14 @@ def _assert_tight(X: np.ndarray, moved: np.ndarray, first: np.ndarray, certain: 
 
 
 def _moved_problem32(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_moved_problem`'s kinds in float32, sized for (k, n) exact scores."""
+    """:func:`_moved_problem`'s kinds in float32, for (k, n) exact scores or (n, k) ones.
+
+    From 4 to 100 centers (64 or more take the (n, k) path) and 1,024 rows
+    or more (a last partial chunk takes it too).
+    """
     rng = np.random.default_rng(1000 + seed)
     n, K = int(rng.integers(1024, 3000)), int(rng.integers(4, 60))
-    k = int(rng.integers(-(-K // _columns.FEATURES_PER_CENTER), 64))
+    k = int(rng.integers(-(-K // _columns.FEATURES_PER_CENTER), 100))
     X = _rows_of_kind(rng, seed % 3, n, K, k)
     C = X[rng.choice(n, k, replace=False)]
     scale = 10 ** rng.uniform(-7, 0) * (np.abs(C).max() + 1)
@@ -433,7 +437,6 @@ def _moved_problem32(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _exact_margins(X: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, _screen.Margins]:
     """First labels of float32 ``X`` and their "exact" margins, as partial_fit records them."""
-    assert _kmeans_steps.Scorer(C.shape[0], C.shape[1], np.float32).columns  # (OpenBLAS, x86-64)
     margins = _screen.Margins(X.shape[0], first="exact")
     first = np.empty(X.shape[0], dtype=np.intp)
     _kmeans_steps.labels_inertia(X, None, C, first, with_inertia=False, margins=margins)
@@ -459,8 +462,8 @@ def test_exact_float32_margins_keep_most_labels_after_a_small_move_and_none_afte
     small = margins.certain(C, C + np.float32(1e-3))
     large = margins.certain(C, C + np.float32(1e3))
     assert small is not None and large is not None
-    assert small[:2816].mean() > 0.95  # the (k, n) scores' whole chunks
-    assert not small[2816:].any()  # the last partial chunk: (n, k) scores, no gaps
+    # Whole chunks from (k, n) scores, the last partial one from (n, k) scores.
+    assert small[:2816].mean() > 0.95 and small[2816:].mean() > 0.95
     assert not large.any()
     # A tie between two centers leaves no gap: never certain, even unmoved.
     tied = np.concatenate([C[:1], C[:1], C[2:]])
@@ -468,7 +471,8 @@ def test_exact_float32_margins_keep_most_labels_after_a_small_move_and_none_afte
     unmoved = margins.certain(tied, tied)
     assert unmoved is not None
     nearest = _exact(X, tied)
-    assert not unmoved[:2816][nearest[:2816] == 0].any() and unmoved[:2816].mean() > 0.8
+    assert nearest[:2816].min() == 0 and nearest[2816:].min() == 0
+    assert not unmoved[nearest == 0].any() and unmoved.mean() > 0.8
 
 
 def test_the_exact_float32_move_bound_is_tight_enough_to_matter():
