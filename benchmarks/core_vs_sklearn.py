@@ -6,6 +6,7 @@ Cases:
   big2d  1,000,000 x 2, k=100, batch 1024, n_init=3
   wide   200,000 x 50, k=50
   wide32 the same in float32 (embeddings' usual dtype; no float32 first pass)
+  emb    100,000 x 128 float32, k=100 (embedding-like: wide, many centers)
 
 For each case: median fit and predict (held-out rows) time per side, the ratios
 core/sklearn, the inertia ratio; asserts the same ``n_steps_`` and identical
@@ -81,11 +82,19 @@ def wide32_case() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     return X.astype(np.float32), X_new.astype(np.float32), params
 
 
+def embedding_case() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    X, _ = make_blobs(n_samples=100_000, n_features=128, centers=100, random_state=0)
+    X_new, _ = make_blobs(n_samples=20_000, n_features=128, centers=100, random_state=1)
+    params = dict(n_clusters=100, batch_size=1024, random_state=0)
+    return X.astype(np.float32), X_new.astype(np.float32), params
+
+
 CASES: dict[str, Callable[[], tuple[np.ndarray, np.ndarray, dict[str, Any]]]] = {
     "seed 25k x 2, k=100": seed_case,
     "1M x 2, k=100": big2d_case,
     "200k x 50, k=50": wide_case,
     "200k x 50 float32, k=50": wide32_case,
+    "100k x 128 float32, k=100": embedding_case,
 }
 
 

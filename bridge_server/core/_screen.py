@@ -325,7 +325,11 @@ class Margins:
 
         ``|x|`` is the row's float32 norm enlarged by ``(K + 4) u``, and
         everything by a relative ``1e-6`` for the rounding of these sums
-        (computed in float64) and of the gaps themselves.
+        (computed in float64) and of the gaps themselves. (Where squares
+        underflow, below ``2**-150``, the float32 norm can fall short of
+        ``|x|`` by up to ``sqrt(K) 2**-75`` more; the terms that adds stay
+        under 1% of the slack the bound keeps, at least ``10 u c_max**2``
+        with ``c_max >= 2**-40``.)
         """
         old = np.asarray(old, dtype=np.float64)
         new = np.asarray(new, dtype=np.float64)
