@@ -96,3 +96,33 @@ def test_column_scoring_is_chosen_only_where_it_pays_and_applies():
         assert work._column_scores is None
         scorer._label_exactly(X, work, out)
         assert work._column_scores is not None
+
+
+@pytest.mark.parametrize("n_clusters", [1, 2, 50, 100])
+def test_gaps_are_second_best_less_best_in_either_layout(n_clusters):
+    rng = np.random.RandomState(n_clusters)
+    n = 1500
+    scores = rng.randint(-50, 50, size=(n_clusters, n)).astype(np.float32)
+    scores += rng.uniform(0, 0.5, size=scores.shape).astype(np.float32)
+    scores[:, 7] = 3.0  # every center tied
+    scores[0, 9] = np.nan
+    ordered = np.sort(scores, axis=0)
+    if n_clusters > 1:
+        expected = ordered[1] - ordered[0]
+    else:
+        expected = np.full(n, np.inf, np.float32)
+    tied = np.zeros(n, bool)
+    tied[7] = n_clusters > 1
+    # (k, n): ties and NaN get -inf.
+    out, gaps = np.empty(n, np.intp), np.empty(n, np.float32)
+    _columns.first_min(scores.copy(), _columns.Flags(n_clusters, n, np.float32), out, gaps)
+    np.testing.assert_array_equal(out, np.argmin(scores, axis=0))
+    plain = ~tied & ~np.isnan(scores).any(axis=0)
+    np.testing.assert_array_equal(gaps[plain], expected[plain])
+    assert np.all(gaps[~plain] == -np.inf)
+    # (n, k): a tie leaves 0, NaN leaves NaN; neither passes any positive margin.
+    rows = np.ascontiguousarray(scores.T)
+    labels = np.argmin(rows, axis=1)
+    _columns.row_gaps(rows, labels, gaps)
+    np.testing.assert_array_equal(gaps[plain], expected[plain])
+    assert not np.any(gaps[~plain] > 0)
