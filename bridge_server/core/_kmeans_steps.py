@@ -458,9 +458,9 @@ class Scorer:
         :meth:`work` for at least ``len(X)`` rows. Where a :attr:`screen`
         exists, it labels the rows it is certain of, and only the chunks
         holding the others are scored exactly: the labels are the same.
-        ``margins`` (for these rows) records the screen's margins (or, if
-        "exact", the exact scores' gaps where they are laid out (k, n)), and
-        marks every other row undecided. Run inside ``_blas.section(1)``.
+        ``margins`` (for these rows) records the screen's margins, or, if
+        "exact", the gaps of the exact scores (either layout); rows neither
+        decides are marked undecided. Run inside ``_blas.section(1)``.
 
         Returns True when the screen labelled the rows, which proves every
         value of ``X`` finite (it refuses NaN and infinity); False says nothing.
@@ -501,8 +501,8 @@ class Scorer:
     ) -> None:
         """Label every row of ``X`` by its exact scores, ``work.exact_capacity`` rows at a time.
 
-        ``margins`` ("exact" ones, for these rows, marked undecided) receive
-        the gaps of the rows labelled from (k, n) scores.
+        ``margins`` ("exact" ones, for these rows) receive every row's gap
+        and norm (see :meth:`_label_scored`).
         """
         step = work.exact_capacity
         for start in range(0, X.shape[0], step):
@@ -975,8 +975,9 @@ def labels_inertia(
         parallel loop adds them, each thread's static block left to right,
         then the blocks' sums (see :mod:`._openmp`). 1: left to right.
     margins : Margins or None
-        Receives, for every row of ``X``, the float32 screen's margin
-        (see :class:`._screen.Margins`; -inf where the screen did not decide).
+        Receives, for every row of ``X``, the float32 screen's margin or
+        ("exact" margins) the gap between its two best exact scores (see
+        :class:`._screen.Margins`; -inf where neither was recorded).
     known : Known or None
         Labels already known for the rows it marks certain: only the chunks
         holding the others are scored (where no grid of cells is used).

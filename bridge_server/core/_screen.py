@@ -268,9 +268,10 @@ class Margins:
       smallest score beyond the screen's threshold, less the threshold
       (which already covers both passes' errors).
     * ``"exact"``: float32 rows scored exactly, as scikit-learn scores them,
-      from (k, n) scores (:func:`._columns.first_min`). A row's gap is its
-      second smallest score less its smallest; :meth:`certain` then also
-      covers the errors of both passes' float32 scores.
+      laid out either way (:func:`._columns.first_min`,
+      :func:`._columns.row_gaps`). A row's gap is its second smallest score
+      less its smallest; :meth:`certain` then also covers the errors of both
+      passes' float32 scores.
 
     ``gaps`` (n,) float32 (-inf where the first pass did not decide the
     row, or recorded no gap); ``norms`` (n,) float32: the row's float32 norm ``|x|``.
