@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +40,7 @@ import numpy as np
 from . import _blas, _columns, _openmp, _prune, _scratch, _screen
 from ._context import check_cancelled, emit_verbose, warn
 from ._early_stop import Bounded
+from ._split_sum import usable_cores
 from ._twin import SplitChooser, Twin
 from ._validation import all_finite, is_close
 
@@ -767,11 +767,7 @@ def _sample_sq_distances(
 
 def _n_threads() -> int:
     """Threads for labelling big inputs: the usable cores, at most 4."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
+    return usable_cores()
 
 
 class _LabellerBuffers:

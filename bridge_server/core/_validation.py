@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import InvalidParameterError, NotFittedError
+from ._split_sum import SPLIT_MIN_VALUES, split_sum, usable_cores
 
 #: Rows per block when scanning a large array for NaN/inf (bounded temporaries).
 FINITE_CHECK_ROWS = 1 << 16
@@ -339,6 +340,23 @@ def all_finite(array: np.ndarray) -> bool:
         return bool(np.isfinite(array.sum()) or np.isfinite(array).all())
 
 
+def _sum_is_finite(array: np.ndarray) -> bool:
+    """scikit-learn's first look for NaN and infinity: whether one sum of everything is finite.
+
+    Taken under the caller's error settings, overflow ignored (so +inf and
+    -inf warn "invalid value encountered in reduce", as there), with no
+    temporaries whatever the size. A large C-contiguous array is summed on
+    several threads first, with the same bits (:mod:`._split_sum`); only
+    when that sum is not finite is it taken again here, for the warnings.
+    """
+    threads = usable_cores()
+    if threads > 1 and array.size >= SPLIT_MIN_VALUES and array.flags.c_contiguous:
+        if np.isfinite(split_sum(array.reshape(-1), threads)):
+            return True
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(array.sum()))
+
+
 def assert_all_finite(
     array: np.ndarray, *, input_name: str = "", estimator_name: str | None = None
 ) -> None:
@@ -352,12 +370,8 @@ def assert_all_finite(
     """
     if array.dtype.kind not in "fc" or array.size == 0:
         return
-    # scikit-learn's first look, under the caller's error settings: one sum of
-    # everything, overflow ignored (so +inf and -inf warn "invalid value
-    # encountered in reduce", as there). No temporaries, whatever the size.
-    with np.errstate(over="ignore"):
-        if np.isfinite(array.sum()):
-            return
+    if _sum_is_finite(array):
+        return
     rows = array.reshape(array.shape[0], -1) if array.ndim > 1 else array.reshape(-1, 1)
     found_inf = False
     for start in range(0, rows.shape[0], FINITE_CHECK_ROWS):

@@ -1,0 +1,134 @@
+"""The finiteness check's sum on several threads: NumPy's bits, and scikit-learn's warnings."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from core_oracle import record_warnings
+from sklearn.utils import check_array as sk_check_array
+
+from bridge_server.core import _split_sum, _validation
+from bridge_server.core._split_sum import SPLIT_MIN_VALUES, split_sum, usable_cores
+
+SIZES = [
+    1000,
+    SPLIT_MIN_VALUES - 1,
+    SPLIT_MIN_VALUES,
+    SPLIT_MIN_VALUES + 13,
+    2 * SPLIT_MIN_VALUES + 7,
+    4 * SPLIT_MIN_VALUES + 1001,
+]
+
+
+def _wild(n: int, dtype: type, seed: int = 0) -> np.ndarray:
+    """Values over many magnitudes and both signs: every addition rounds differently."""
+    rs = np.random.RandomState(seed)
+    return (rs.standard_normal(n) * np.exp(rs.uniform(-20, 20, n))).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("threads", [1, 2, 3, 4, 8])
+def test_split_sum_has_numpys_bits(dtype, n, threads):
+    values = _wild(n, dtype, seed=n % 97)
+    got = split_sum(values, threads)
+    expected = values.sum()
+    assert got.dtype == expected.dtype
+    assert got.tobytes() == expected.tobytes()
+
+
+def test_split_sum_of_a_2d_array_is_its_sum():
+    X = _wild(62_915 * 50, np.float64, seed=3).reshape(-1, 50)  # 3,145,750 values
+    assert split_sum(X.reshape(-1), 4).tobytes() == X.sum().tobytes()
+
+
+def test_split_sum_splits_where_numpy_does():
+    # A run of n values splits after n // 2 less (n // 2) % 8: 4,000,006 at
+    # 2,000,000, and its halves at 1,000,000 and 3,000,000.
+    assert _split_sum._leaves(0, 4_000_006, 2) == [
+        (0, 1_000_000),
+        (1_000_000, 2_000_000),
+        (2_000_000, 3_000_000),
+        (3_000_000, 4_000_006),
+    ]
+    assert _split_sum._leaves(0, 4_000_006, 1) == [(0, 2_000_000), (2_000_000, 4_000_006)]
+
+
+@pytest.mark.parametrize("where", [0, SPLIT_MIN_VALUES + 5, 4 * SPLIT_MIN_VALUES - 1])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_split_sum_is_not_finite_where_numpys_is_not(where, bad):
+    values = _wild(4 * SPLIT_MIN_VALUES, np.float64, seed=5) / 1e10
+    values[where] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the threads' sums never warn
+        got = split_sum(values, 4)
+    expected = values.sum()
+    assert np.isnan(got) == np.isnan(expected)
+    assert np.isinf(got) == np.isinf(expected) and (not np.isinf(got) or got == expected)
+
+
+def test_usable_cores_follows_the_affinity(monkeypatch):
+    monkeypatch.setattr(_split_sum.os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert usable_cores() == _split_sum.MAX_THREADS
+    monkeypatch.setattr(_split_sum.os, "sched_getaffinity", lambda pid: {3})
+    assert usable_cores() == 1
+
+
+def _outcome(call) -> tuple[str | None, list]:
+    """The ValueError message ``call`` raises (None if none), and its warnings."""
+    error: list[str | None] = [None]
+
+    def run() -> None:
+        try:
+            call()
+        except ValueError as exc:
+            error[0] = str(exc)
+
+    caught = record_warnings(run)
+    return error[0], caught
+
+
+@pytest.fixture
+def counted_splits(monkeypatch):
+    """Four usable cores for validation, and a count of its split sums."""
+    calls: list[int] = []
+
+    def counted(flat: np.ndarray, threads: int) -> np.generic:
+        calls.append(flat.size)
+        return split_sum(flat, threads)
+
+    monkeypatch.setattr(_validation, "usable_cores", lambda: 4)
+    monkeypatch.setattr(_validation, "split_sum", counted)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("bad", ["nan", "inf", "both", "none"])
+def test_check_array_on_threads_errs_and_warns_as_sklearn(counted_splits, dtype, bad):
+    X = np.random.RandomState(0).normal(size=(SPLIT_MIN_VALUES // 8 + 3, 9)).astype(dtype)
+    if bad in ("nan", "both"):
+        X[-1, -1] = np.nan
+    if bad in ("inf", "both"):
+        X[0, 0], X[-2, 4] = np.inf, -np.inf
+
+    expected = _outcome(lambda: sk_check_array(X, input_name="X"))
+    got = _outcome(lambda: _validation.check_array(X, input_name="X"))
+    assert got == expected
+    assert (expected[0] is None) == (bad == "none")
+    assert counted_splits == [X.size]
+
+
+def test_an_overflowing_sum_warns_as_sklearn_and_passes(counted_splits):
+    # Finite values whose halves sum to +inf and -inf: scikit-learn's one sum
+    # warns "invalid value encountered in reduce", then finds every value
+    # finite. The split sum is not finite either, so the sum is taken again
+    # for the same warning.
+    X = np.full((SPLIT_MIN_VALUES // 4, 8), 1e308)
+    X[X.shape[0] // 2 :] = -1e308
+    expected = _outcome(lambda: sk_check_array(X))
+    got = _outcome(lambda: _validation.check_array(X))
+    assert got == expected
+    assert expected[0] is None and expected[1]  # it passed, and warned
+    assert counted_splits == [X.size]
