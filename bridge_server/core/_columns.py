@@ -104,7 +104,8 @@ def single_flag(within: np.ndarray, flags: Flags, out: np.ndarray) -> np.ndarray
     counts = np.add.reduce(bits, axis=0, out=flags.counts[:n], dtype=flagged.dtype)
     np.multiply(bits, flags.index, out=flagged)
     np.copyto(out, np.add.reduce(flagged, axis=0, out=flags.index_sums[:n]), casting="unsafe")
-    if counts.min() == 1 and counts.max() == 1:  # the usual case, without a mask
+    # The usual case, without a mask.
+    if np.minimum.reduce(counts) == 1 and np.maximum.reduce(counts) == 1:
         return np.empty(0, dtype=np.intp)
     return np.flatnonzero(counts != 1)
 
@@ -124,7 +125,7 @@ def first_min(
     """
     n = scores.shape[1]
     assert flags.best is not None
-    best = np.min(scores, axis=0, out=flags.best[:n])
+    best = np.minimum.reduce(scores, axis=0, out=flags.best[:n])
     within = np.equal(scores, best, out=flags.within[:, :n])
     left = single_flag(within, flags, out)
     if left.size:

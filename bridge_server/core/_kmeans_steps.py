@@ -740,7 +740,7 @@ def _sample_sq_distances(
     total that is only reported. ``diff`` is scratch of X's shape; ``out``
     (n_rows,) receives the result if given.
     """
-    np.take(centers, labels, axis=0, out=diff, mode="clip")
+    centers.take(labels, axis=0, out=diff, mode="clip")
     np.subtract(X, diff, out=diff)
     n_rows, n_features = diff.shape
     result = np.empty(n_rows, diff.dtype) if out is None else out
@@ -1469,9 +1469,9 @@ class StepWorkspace:
             xb = X[start:stop]
         else:
             # mode="clip" only avoids take's buffering; the indices are in range.
-            xb = np.take(X, rows[start:stop], axis=0, out=self.X[start:stop], mode="clip")
+            xb = X.take(rows[start:stop], axis=0, out=self.X[start:stop], mode="clip")
             if sample_weight is not None:
-                np.take(sample_weight, rows[start:stop], out=self.weights[start:stop], mode="clip")
+                sample_weight.take(rows[start:stop], out=self.weights[start:stop], mode="clip")
         self.scorer.labels(xb, work, self.labels[start:stop])
 
     def batch_inertia(
@@ -1511,7 +1511,7 @@ class StepWorkspace:
         negative (the bound then needs the weights' absolute values).
         """
         n_rows, n_features = X.shape
-        diff = np.take(centers, labels, axis=0, out=self.diff[:n_rows], mode="clip")
+        diff = centers.take(labels, axis=0, out=self.diff[:n_rows], mode="clip")
         np.subtract(X, diff, out=diff)
         if sample_weight is None:
             flat = diff.reshape(-1)
@@ -1583,7 +1583,7 @@ def _accumulate_centers(
         every = bool((batch_weight > 0).all())
         contrib = np.multiply(X, sample_weight[:, np.newaxis], out=ws.diff[:n_rows])
     acc = np.multiply(centers, weight_sums[:, np.newaxis], out=ws.acc)
-    flat = np.take(ws.flat_table, labels, axis=0, out=ws.flat_index[:n_rows], mode="clip")
+    flat = ws.flat_table.take(labels, axis=0, out=ws.flat_index[:n_rows], mode="clip")
     np.add.at(acc.reshape(-1), flat.reshape(-1), contrib.reshape(-1))
 
     if every:
@@ -1611,8 +1611,8 @@ def _reassign_small_centers(
     without replacement; their weight is reset to the smallest weight kept.
     """
     n_rows = X.shape[0]
-    threshold = reassignment_ratio * weight_sums.max()
-    if not weight_sums.min() < threshold:
+    threshold = reassignment_ratio * np.maximum.reduce(weight_sums)
+    if not np.minimum.reduce(weight_sums) < threshold:
         # Nothing to reassign, and resetting no weight is a no-op: skip the
         # masks (this runs every step when 10 * n_clusters <= batch_size).
         return

@@ -130,7 +130,7 @@ class Screen:
     def set_centers(self, centers: np.ndarray, sq_norms: np.ndarray) -> None:
         """Screen against ``centers`` (k, K) float64 with squared norms ``sq_norms`` (k,)."""
         # Slightly enlarged: the float64 norms and square root round too.
-        c_max = math.sqrt(float(sq_norms.max())) * (1 + 1e-6)
+        c_max = math.sqrt(float(np.maximum.reduce(sq_norms))) * (1 + 1e-6)
         # Tiny centers would make float32 underflow matter; huge ones, overflow.
         self.active = _MIN_CENTER <= c_max and c_max * c_max < _MAX_BOUND / 2
         if not self.active:
@@ -186,11 +186,11 @@ class Screen:
         np.copyto(rows[:, :K], X, casting="same_kind")
         # |x|^2 per row in float32: its relative error is well inside the margin.
         norms = np.einsum("ij,ij->i", rows[:, :K], rows[:, :K], out=buf.threshold[:n])
-        if not norms.max() < self._max_sq_norm:
+        if not np.maximum.reduce(norms) < self._max_sq_norm:
             return None  # also when a square overflowed to inf, or for NaN
         scores = buf.scores[:, :n]
         np.matmul(self._matrix, rows.T, out=scores)
-        best = np.min(scores, axis=0, out=buf.best[:n])
+        best = np.minimum.reduce(scores, axis=0, out=buf.best[:n])
         threshold = np.sqrt(norms, out=norms)
         if margins is not None:
             np.copyto(margins.norms, threshold)
@@ -202,7 +202,9 @@ class Screen:
             # The smallest score beyond the threshold (the second best, where
             # exactly one center is within it), less the threshold.
             np.copyto(scores, np.float32(np.inf), where=within)
-            np.subtract(np.min(scores, axis=0, out=buf.best[:n]), threshold, out=margins.gaps)
+            np.subtract(
+                np.minimum.reduce(scores, axis=0, out=buf.best[:n]), threshold, out=margins.gaps
+            )
         return _columns.single_flag(within, buf.flags, labels)
 
     def settle(
