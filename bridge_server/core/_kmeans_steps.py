@@ -87,6 +87,12 @@ SCREEN_MIN_BLOCKS = 2
 #: section at another BLAS thread count may have its turn).
 ROUND_BLOCKS = 32
 
+#: Most rows of a ``partial_fit`` batch whose first labels keep margins for its
+#: second labelling (9 bytes a row: float32 gap and norm, then the certain
+#: mask; 36 MiB at this cap). A call on more rows at once (a whole memory map)
+#: labels twice instead, its scratch then only the labels themselves.
+MARGINS_MAX_ROWS = 1 << 22
+
 #: Least ``batch_size * n_clusters * (n_features + 1)`` for which a minibatch step
 #: is labelled on two threads (1024 rows x 100 centers x 2 features is above).
 STEP_SPLIT_MIN_WORK = 1 << 18
@@ -1725,18 +1731,19 @@ def large_batch_step(
     pass. Checks for cancellation after each block.
 
     With ``relabel`` (the batch will be labelled again against the moved
-    centers), and a float32 screen or float32 data (scored exactly),
-    returns the labels that provably still hold (see
-    :class:`._screen.Margins`), for :func:`labels_inertia`'s ``known``;
-    else None.
+    centers), a float32 screen or float32 data (scored exactly), and at most
+    :data:`MARGINS_MAX_ROWS` rows, returns the labels that provably still
+    hold (see :class:`._screen.Margins`), for :func:`labels_inertia`'s
+    ``known``; else None.
     """
     n_rows, n_features = X.shape
     n_clusters = centers.shape[0]
     dtype = centers.dtype
     margins = None
-    if relabel and _screen.screens(n_features, n_clusters, dtype):
+    keep = relabel and n_rows <= MARGINS_MAX_ROWS
+    if keep and _screen.screens(n_features, n_clusters, dtype):
         margins = _screen.Margins(n_rows)
-    elif relabel and dtype == np.float32:
+    elif keep and dtype == np.float32:
         margins = _screen.Margins(n_rows, first="exact")
     old = None if margins is None else centers.copy()
     labels = np.empty(n_rows, dtype=np.intp)

@@ -6,10 +6,11 @@ import warnings
 
 import numpy as np
 import pytest
+from core_oracle import SkMiniBatchKMeans, assert_same_fit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge_server.core import _blas, _columns, _kmeans_steps, _screen
+from bridge_server.core import MiniBatchKMeans, _blas, _columns, _kmeans_steps, _screen
 
 
 def _labels(X: np.ndarray, C: np.ndarray, *, screen: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -500,3 +501,49 @@ def test_exact_float32_margins_cover_the_scores_rounding_far_from_the_origin(see
     certain = margins.certain(C, moved)
     assert certain is not None
     np.testing.assert_array_equal(first[certain], _exact(X, moved)[certain])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_batch_over_the_margins_cap_is_labelled_twice_in_bounded_memory(monkeypatch, dtype):
+    # partial_fit keeps margins (9 bytes a row) only for batches of at most
+    # MARGINS_MAX_ROWS rows; a longer one is labelled again from scratch, with
+    # the same result.
+    rng = np.random.RandomState(7)
+    C = rng.normal(size=(6, 12)) * 4
+    X = (C[rng.randint(0, 6, 3000)] + rng.normal(size=(3000, 12))).astype(dtype)
+
+    def step(cap: int) -> tuple[_kmeans_steps.Known | None, np.ndarray]:
+        monkeypatch.setattr(_kmeans_steps, "MARGINS_MAX_ROWS", cap)
+        centers = C.astype(dtype)
+        known = _kmeans_steps.large_batch_step(
+            X,
+            None,
+            centers,
+            np.full(6, 100.0, dtype=dtype),
+            np.random.RandomState(0),
+            random_reassign=False,
+            reassignment_ratio=0.01,
+            verbose=False,
+            relabel=True,
+        )
+        return known, centers
+
+    known, centers = step(3000)
+    assert known is not None and known.certain.mean() > 0.9
+    unkept, unkept_centers = step(2999)
+    assert unkept is None
+    np.testing.assert_array_equal(unkept_centers, centers)
+
+
+def test_partial_fit_over_the_margins_cap_matches_sklearn(monkeypatch):
+    monkeypatch.setattr(_kmeans_steps, "MARGINS_MAX_ROWS", 500)
+    rng = np.random.RandomState(8)
+    X = rng.normal(size=(4000, 10)) + rng.randint(0, 4, size=(4000, 1)) * 6.0
+    ours, ref = (
+        MiniBatchKMeans(n_clusters=5, random_state=0),
+        SkMiniBatchKMeans(n_clusters=5, random_state=0, n_init="auto"),
+    )
+    for chunk in (X[:400], X[400:2400], X[2400:]):  # under, then over the cap
+        ours.partial_fit(chunk)
+        ref.partial_fit(chunk)
+        assert_same_fit(ours, ref)
