@@ -68,7 +68,7 @@ def _combine(
 
 
 def split_sum(flat: np.ndarray, threads: int) -> np.generic:
-    """``flat.sum()`` (1-D, contiguous, float) taken on up to ``threads`` threads.
+    """``flat.sum()`` (1-D, contiguous, float32 or float64) taken on up to ``threads`` threads.
 
     The same value as NumPy's, bit for bit, with floating-point errors
     ignored (no warning, whatever the caller's settings). One thread, or

@@ -350,7 +350,12 @@ def _sum_is_finite(array: np.ndarray) -> bool:
     when that sum is not finite is it taken again here, for the warnings.
     """
     threads = usable_cores()
-    if threads > 1 and array.size >= SPLIT_MIN_VALUES and array.flags.c_contiguous:
+    if (
+        threads > 1
+        and array.size >= SPLIT_MIN_VALUES
+        and array.dtype in (np.float32, np.float64)  # (the tree tested; not complex's)
+        and array.flags.c_contiguous
+    ):
         if np.isfinite(split_sum(array.reshape(-1), threads)):
             return True
     with np.errstate(over="ignore"):
