@@ -22,7 +22,9 @@ Run ``python benchmarks/core_vs_sklearn.py [--quick] [--repeats N]``;
 ``--stops`` times nothing and reports how close each case's early-stopping
 comparisons came to the bounds they are decided with (seeds 0-4);
 ``--exact-stops`` also times the core's fit with every batch inertia summed
-in scikit-learn's order (what the bounds save).
+in scikit-learn's order (what the bounds save); ``--phases`` times only the
+fits, split into their phases (validation, initialisation, the minibatch loop,
+the final labelling) for both libraries.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,9 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness import compare, print_table, summarise  # noqa: E402
 from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans  # noqa: E402
+from sklearn.cluster import _kmeans as _sk_kmeans  # noqa: E402
 from sklearn.datasets import make_blobs  # noqa: E402
 
-from bridge_server.core import MiniBatchKMeans, _early_stop, _prune  # noqa: E402
+from bridge_server.core import MiniBatchKMeans, _early_stop, _minibatch_kmeans, _prune  # noqa: E402
 
 
 def seed_case() -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -267,6 +271,88 @@ def run(
     print_table(rows)
 
 
+#: The phases ``--phases`` times: (name, owner, attribute) for each library.
+#: scikit-learn's loop is what its fit spends outside the other phases.
+CORE_PHASES = (
+    ("validation", MiniBatchKMeans, "_validate_data"),
+    ("initialisation", MiniBatchKMeans, "_init_centroids"),
+    ("minibatch loop", MiniBatchKMeans, "_minibatch_steps"),
+    ("labels and inertia", _minibatch_kmeans.steps, "labels_inertia"),
+)
+SKLEARN_PHASES = (
+    ("validation", SkMiniBatchKMeans, "_validate_data"),
+    ("initialisation", SkMiniBatchKMeans, "_init_centroids"),
+    ("labels and inertia", _sk_kmeans, "_labels_inertia_threadpool_limit"),
+    ("row norms", _sk_kmeans, "row_norms"),
+)
+
+
+@contextlib.contextmanager
+def timed_phases(
+    phases: tuple[tuple[str, Any, str], ...], into: dict[str, float]
+) -> Iterator[None]:
+    """Wrap each phase's function to add its wall time (seconds) to ``into[name]``."""
+    # (An inherited method is wrapped on the subclass, and the wrapper deleted after.)
+    saved = [(owner, attr, getattr(owner, attr), attr in vars(owner)) for _, owner, attr in phases]
+
+    def timer(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                into[name] = into.get(name, 0.0) + time.perf_counter() - start
+
+        return timed
+
+    for (name, owner, attr), (_, _, func, _) in zip(phases, saved, strict=True):
+        setattr(owner, attr, timer(name, func))
+    try:
+        yield
+    finally:
+        for owner, attr, func, own in saved:
+            if own:
+                setattr(owner, attr, func)
+            else:
+                delattr(owner, attr)
+
+
+def fit_phases(only: str | None, rounds: int = 7) -> None:
+    """Median per-phase times of ``rounds`` alternated fits of each library.
+
+    Each timed fit follows an untimed one of the same library (as the
+    timed comparison's re-warm). Prints, per case and library, the fit's
+    median total and, for the fit nearest it, each phase; scikit-learn's
+    "minibatch loop" is its total less its other phases.
+    """
+    for name, make in CASES.items():
+        if only is not None and only not in name:
+            continue
+        X, _, params = make()
+        results: dict[str, list[tuple[float, dict[str, float]]]] = {"core": [], "sklearn": []}
+        sides = (
+            ("core", MiniBatchKMeans, CORE_PHASES),
+            ("sklearn", SkMiniBatchKMeans, SKLEARN_PHASES),
+        )
+        for _ in range(rounds + 1):  # the first round warms up
+            for side, cls, phases in sides:
+                cls(**params).fit(X)
+                parts: dict[str, float] = {}
+                with timed_phases(phases, parts):
+                    start = time.perf_counter()
+                    cls(**params).fit(X)
+                    total = time.perf_counter() - start
+                results[side].append((total, parts))
+        print(f"\n{name}: medians of {rounds} fits per library [ms]")
+        for side, _, _ in sides:
+            runs = sorted(results[side][1:], key=lambda run: run[0])
+            total, parts = runs[len(runs) // 2]
+            if side == "sklearn":
+                parts["minibatch loop"] = total - sum(parts.values())
+            shown = ", ".join(f"{phase} {seconds * 1e3:.1f}" for phase, seconds in parts.items())
+            print(f"  {side:8s} total {total * 1e3:7.1f}: {shown}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 timed round, no warm-up fit")
@@ -287,7 +373,15 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="time nothing; report how close early stopping came to its bounds (seeds 0-4)",
     )
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="time only the fits, split into validation, init, the loop and the final labels",
+    )
     args = parser.parse_args(argv)
+    if args.phases:
+        fit_phases(args.case)
+        return
     if args.stops:
         stops(args.case)
         return
