@@ -355,6 +355,7 @@ def _sum_is_finite(array: np.ndarray) -> bool:
         and array.size >= SPLIT_MIN_VALUES
         and array.dtype in (np.float32, np.float64)  # (the tree tested; not complex's)
         and array.flags.c_contiguous
+        and array.flags.aligned  # (NumPy sums unaligned data through buffers)
     ):
         if np.isfinite(split_sum(array.reshape(-1), threads)):
             return True

@@ -132,3 +132,17 @@ def test_an_overflowing_sum_warns_as_sklearn_and_passes(counted_splits):
     assert got == expected
     assert expected[0] is None and expected[1]  # it passed, and warned
     assert counted_splits == [X.size]
+
+
+def test_an_unaligned_array_is_summed_whole(counted_splits):
+    # NumPy sums unaligned data through buffers, in another tree: such input
+    # keeps the one sum (and scikit-learn's outcome).
+    values = np.random.RandomState(2).normal(size=(SPLIT_MIN_VALUES // 8 + 1) * 8)
+    raw = bytearray(values.nbytes + 1)
+    X = np.frombuffer(raw, dtype=np.float64, offset=1, count=values.size).reshape(-1, 8)
+    X[...] = values.reshape(-1, 8)
+    X[5, 5] = np.nan
+    assert not X.flags.aligned
+    expected = _outcome(lambda: sk_check_array(X, input_name="X"))
+    assert _outcome(lambda: _validation.assert_all_finite(X, input_name="X")) == expected
+    assert counted_splits == []
