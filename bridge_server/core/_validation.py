@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import InvalidParameterError, NotFittedError
-from ._split_sum import SPLIT_MIN_VALUES, split_sum, usable_cores
+from ._split_sum import SPLIT_MIN_VALUES, split_sum, tree_matches, usable_cores
 
 #: Rows per block when scanning a large array for NaN/inf (bounded temporaries).
 FINITE_CHECK_ROWS = 1 << 16
@@ -349,15 +349,15 @@ def _sum_is_finite(array: np.ndarray) -> bool:
     several threads first, with the same bits (:mod:`._split_sum`); only
     when that sum is not finite is it taken again here, for the warnings.
     """
-    threads = usable_cores()
     if (
-        threads > 1
-        and array.size >= SPLIT_MIN_VALUES
+        array.size >= SPLIT_MIN_VALUES
         and array.dtype in (np.float32, np.float64)  # (the tree tested; not complex's)
         and array.flags.c_contiguous
         and array.flags.aligned  # (NumPy sums unaligned data through buffers)
+        and (threads := usable_cores()) > 1
+        and tree_matches(array.dtype)
     ):
-        if np.isfinite(split_sum(array.reshape(-1), threads)):
+        if np.isfinite(split_sum(np.asarray(array).reshape(-1), threads)):
             return True
     with np.errstate(over="ignore"):
         return bool(np.isfinite(array.sum()))

@@ -504,7 +504,7 @@ def test_exact_float32_margins_cover_the_scores_rounding_far_from_the_origin(see
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_a_batch_over_the_margins_cap_is_labelled_twice_in_bounded_memory(monkeypatch, dtype):
+def test_a_batch_over_the_margins_cap_keeps_no_margins(monkeypatch, dtype):
     # partial_fit keeps margins (9 bytes a row) only for batches of at most
     # MARGINS_MAX_ROWS rows; a longer one is labelled again from scratch, with
     # the same result.

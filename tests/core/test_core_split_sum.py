@@ -56,7 +56,9 @@ def test_split_sum_splits_where_numpy_does():
     assert _split_sum._leaves(0, 4_000_006, 1) == [(0, 2_000_000), (2_000_000, 4_000_006)]
 
 
-@pytest.mark.parametrize("where", [0, SPLIT_MIN_VALUES + 5, 4 * SPLIT_MIN_VALUES - 1])
+@pytest.mark.parametrize(
+    "where", [0, SPLIT_MIN_VALUES + 5, 2 * SPLIT_MIN_VALUES + 5, 4 * SPLIT_MIN_VALUES - 1]
+)
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_split_sum_is_not_finite_where_numpys_is_not(where, bad):
     values = _wild(4 * SPLIT_MIN_VALUES, np.float64, seed=5) / 1e10
@@ -69,11 +71,38 @@ def test_split_sum_is_not_finite_where_numpys_is_not(where, bad):
     assert np.isinf(got) == np.isinf(expected) and (not np.isinf(got) or got == expected)
 
 
-def test_usable_cores_follows_the_affinity(monkeypatch):
+def test_usable_cores_follow_the_affinity_and_the_cpu_quota(monkeypatch):
+    monkeypatch.setattr(_split_sum, "_quota_cpus", lambda: 1 << 30)  # no quota
     monkeypatch.setattr(_split_sum.os, "sched_getaffinity", lambda pid: set(range(16)))
     assert usable_cores() == _split_sum.MAX_THREADS
     monkeypatch.setattr(_split_sum.os, "sched_getaffinity", lambda pid: {3})
     assert usable_cores() == 1
+    monkeypatch.setattr(_split_sum.os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setattr(_split_sum, "_quota_cpus", lambda: 2)  # a container's 2 CPUs
+    assert usable_cores() == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_this_numpy_sums_in_the_tree_split_sum_follows(dtype):
+    # NumPy 2.3 and later; earlier ones summed 8,192-value buffers in turn,
+    # and validation then keeps the one sum.
+    assert _split_sum.tree_matches(np.dtype(dtype))
+
+
+def test_a_helper_thread_that_cannot_start_leaves_its_leaf_to_the_caller(monkeypatch):
+    real_start = _split_sum.threading.Thread.start
+    started: list[int] = []
+
+    def start(self) -> None:
+        if started:
+            raise RuntimeError("can't start new thread")
+        started.append(1)
+        real_start(self)
+
+    monkeypatch.setattr(_split_sum.threading.Thread, "start", start)
+    values = _wild(4 * SPLIT_MIN_VALUES + 3, np.float64, seed=11)
+    assert split_sum(values, 4).tobytes() == values.sum().tobytes()
+    assert started == [1]  # one helper ran; the caller summed the other leaves
 
 
 def _outcome(call) -> tuple[str | None, list]:
@@ -107,7 +136,8 @@ def counted_splits(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("bad", ["nan", "inf", "both", "none"])
 def test_check_array_on_threads_errs_and_warns_as_sklearn(counted_splits, dtype, bad):
-    X = np.random.RandomState(0).normal(size=(SPLIT_MIN_VALUES // 8 + 3, 9)).astype(dtype)
+    # Over 2**21 values: split in quarters on four cores.
+    X = np.random.RandomState(0).normal(size=(2 * SPLIT_MIN_VALUES // 9 + 3, 9)).astype(dtype)
     if bad in ("nan", "both"):
         X[-1, -1] = np.nan
     if bad in ("inf", "both"):
@@ -146,3 +176,24 @@ def test_an_unaligned_array_is_summed_whole(counted_splits):
     expected = _outcome(lambda: sk_check_array(X, input_name="X"))
     assert _outcome(lambda: _validation.assert_all_finite(X, input_name="X")) == expected
     assert counted_splits == []
+
+
+def test_a_numpy_summing_in_another_tree_keeps_the_one_sum(counted_splits, monkeypatch):
+    monkeypatch.setattr(_validation, "tree_matches", lambda dtype: False)
+    X = np.random.RandomState(3).normal(size=(SPLIT_MIN_VALUES // 4, 4))
+    X[-1, -1] = np.inf
+    expected = _outcome(lambda: sk_check_array(X, input_name="X"))
+    assert _outcome(lambda: _validation.check_array(X, input_name="X")) == expected
+    assert counted_splits == []
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+def test_a_matrix_is_checked_as_its_array(counted_splits):
+    # assert_all_finite is public in the module: an np.matrix (2-D even when
+    # reshaped) is split as the plain array it holds.
+    X = np.asmatrix(np.ones((SPLIT_MIN_VALUES // 4, 4)))
+    _validation.assert_all_finite(X, input_name="X")
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        _validation.assert_all_finite(X, input_name="X")
+    assert counted_splits == [X.size, X.size]
