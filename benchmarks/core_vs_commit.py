@@ -11,9 +11,14 @@ and asserts the same centers and labels. It prints, per row, both sides'
 fastest run and the ratio of the two (noise only ever adds time, so the
 minima are the steadiest figures), and the median of each round's ratio.
 
+``--small-predicts`` times predicts of 10,000 to 100,000 rows instead
+(labelled on two threads, where a thread start per call showed), 300
+alternated calls each, and prints both sides' medians and the median ratio.
+
 Usage::
 
     python benchmarks/core_vs_commit.py fea4f43 --case float32 --rounds 7
+    python benchmarks/core_vs_commit.py e064dd2 --small-predicts
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -101,14 +107,48 @@ def run(base_cls: type, rounds: int, only: str | None) -> None:
         )
 
 
+#: (rows, features) of the ``--small-predicts`` inputs (50 centers each).
+SMALL_PREDICTS = ((10_000, 50), (20_000, 50), (50_000, 50), (100_000, 2))
+
+
+def small_predicts(base_cls: type, calls: int = 300) -> None:
+    """Median predict time of each side on :data:`SMALL_PREDICTS`, alternated call by call."""
+    rng = np.random.RandomState(0)
+    for n_rows, n_features in SMALL_PREDICTS:
+        X = rng.normal(size=(n_rows, n_features)) + rng.randint(0, 10, size=(n_rows, 1)) * 3.0
+        params = dict(n_clusters=50, random_state=0)
+        new, old = MiniBatchKMeans(**params).fit(X[:5000]), base_cls(**params).fit(X[:5000])
+        assert np.array_equal(new.predict(X), old.predict(X))
+        this, base = [], []
+        for _ in range(calls):
+            for side, est in ((this, new), (base, old)):
+                start = time.perf_counter()
+                est.predict(X)
+                side.append(time.perf_counter() - start)
+        ratio = statistics.median(t / b for t, b in zip(this, base, strict=True))
+        print(
+            f"predict {n_rows:,} x {n_features}: this {statistics.median(this) * 1e3:.2f} ms,"
+            f" base {statistics.median(base) * 1e3:.2f} ms, median ratio {ratio:.3f}x"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base", help="the commit to compare with (any git revision)")
     parser.add_argument("--rounds", type=int, default=7, help="timed rounds (default 7)")
     parser.add_argument("--case", default=None, help="run only cases whose name contains this")
+    parser.add_argument(
+        "--small-predicts",
+        action="store_true",
+        help="time predicts of 10,000 to 100,000 rows instead of the cases",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        run(load_base(args.base, Path(tmp)), args.rounds, args.case)
+        base = load_base(args.base, Path(tmp))
+        if args.small_predicts:
+            small_predicts(base)
+        else:
+            run(base, args.rounds, args.case)
 
 
 if __name__ == "__main__":

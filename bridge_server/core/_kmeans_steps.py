@@ -28,7 +28,6 @@ Nothing here allocates ``n_samples x n_clusters``: callers give row blocks.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import functools
 import threading
 import time
@@ -41,7 +40,7 @@ from . import _blas, _columns, _openmp, _prune, _scratch, _screen
 from ._context import check_cancelled, emit_verbose, warn
 from ._early_stop import Bounded
 from ._split_sum import usable_cores
-from ._twin import SplitChooser, Twin
+from ._twin import HELPERS, SplitChooser, Twin
 from ._validation import all_finite, is_close
 
 #: Rows per distance block: scikit-learn's ``CHUNK_SIZE`` (block heights change GEMM rounding).
@@ -939,7 +938,8 @@ def labels_inertia(
     """Labels and inertia of ``X`` against ``centers``, in blocks of rows.
 
     Big inputs are labelled on a few threads (NumPy releases the GIL in each
-    operation; BLAS is kept on one thread meanwhile). Blocks start on chunk
+    operation; BLAS is kept on one thread meanwhile), the helpers taken from
+    :data:`._twin.HELPERS` rather than started. Blocks start on chunk
     boundaries, so labels do not depend on which thread did a block, and the
     calling thread adds up the blocks' distances in row order, so the inertia
     is the same sequential sum as on one thread.
@@ -1179,30 +1179,32 @@ def _labels_inertia_blocks(
 
     states = [labeller() for _ in range(n_threads)]
     per_round = ROUND_BLOCKS * n_threads
-    # The helpers' products run inside this section too: one BLAS thread each.
-    with blas:
-        for first in range(0, n_blocks, per_round):
-            blas.breathe()
-            blocks = iter(range(first, min(first + per_round, n_blocks)))  # shared, under lock
-            helpers = [
-                # In the caller's context: a warning on a helper reaches the caller too.
-                threading.Thread(
-                    target=contextvars.copy_context().run, args=(helper, state, blocks), daemon=True
-                )
-                for state in states[1:]
-            ]
-            for thread in helpers:
-                thread.start()
-            try:
-                work(states[0], blocks, on_block)
-            except BaseException:
-                stop_event.set()
-                raise
-            finally:
-                for thread in helpers:
-                    thread.join()
-            if errors:
-                raise errors[0]
+    # Helper threads from the pool (no thread start per call), given back at the end.
+    twins = [HELPERS.take() for _ in states[1:]]
+    try:
+        # The helpers' products run inside this section too: one BLAS thread each.
+        with blas:
+            for first in range(0, n_blocks, per_round):
+                blas.breathe()
+                blocks = iter(range(first, min(first + per_round, n_blocks)))  # shared, under lock
+                started: list[Twin] = []
+                try:
+                    for twin, state in zip(twins, states[1:], strict=True):
+                        # In a copy of the caller's context: a helper's warnings reach the caller.
+                        twin.start(functools.partial(helper, state, blocks))
+                        started.append(twin)
+                    work(states[0], blocks, on_block)
+                except BaseException:
+                    stop_event.set()
+                    raise
+                finally:
+                    for twin in started:
+                        twin.join()
+                if errors:
+                    raise errors[0]
+    finally:
+        for twin in twins:
+            HELPERS.give(twin)
     if on_block is not None:
         on_block(n_samples, n_samples)
     return float(total.total)

@@ -71,7 +71,9 @@ def test_threaded_labels_stop_on_error(monkeypatch):
     monkeypatch.setattr(_kmeans_steps, "BLOCK_BYTES", 1)
     monkeypatch.setattr(_prune, "BLOCK_ROWS", 1000)
     monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 2)
-    before = threading.active_count()
+    _kmeans_steps.labels_inertia(X, None, X[:5], np.empty(20_000, np.int32))  # pools a helper
+    before, idle = threading.active_count(), _twin.HELPERS.idle
+    assert idle >= 1
 
     def cancel(done: int, total: int) -> None:
         if done > 2_000:
@@ -79,7 +81,8 @@ def test_threaded_labels_stop_on_error(monkeypatch):
 
     with pytest.raises(KeyboardInterrupt):
         _kmeans_steps.labels_inertia(X, None, X[:5], np.empty(20_000, np.int32), on_block=cancel)
-    assert threading.active_count() == before  # helpers joined
+    # The helper joined and back in the pool: no thread more, none running.
+    assert threading.active_count() == before and _twin.HELPERS.idle == idle
 
     real_run = _kmeans_steps._BlockLabeller.run
 
@@ -92,7 +95,7 @@ def test_threaded_labels_stop_on_error(monkeypatch):
     monkeypatch.setattr(_kmeans_steps._BlockLabeller, "run", failing_run)
     with pytest.raises(MemoryError, match="helper failed"):
         _kmeans_steps.labels_inertia(X, None, X[:5], np.empty(20_000, np.int32))
-    assert threading.active_count() == before
+    assert threading.active_count() == before and _twin.HELPERS.idle == idle
 
 
 def test_threaded_predict_matches_sklearn(monkeypatch):

@@ -11,8 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from bridge_server.core import _blas
-from bridge_server.core._twin import SplitChooser, Twin
+from bridge_server.core import _blas, _kmeans_steps
+from bridge_server.core import _twin as _twin_module
+from bridge_server.core._twin import SplitChooser, Twin, TwinPool
 
 
 def test_blas_threads_are_controlled_where_numpy_bundles_openblas():
@@ -153,6 +154,51 @@ def test_twin_runs_tasks_on_another_thread_and_reraises():
         twin.join()
         assert seen[-1] == 0
     assert not any(t.name == "skbridge-twin" for t in threading.enumerate())
+
+
+def test_twin_pool_keeps_idle_twins_for_the_next_call(monkeypatch):
+    pool = TwinPool(max_idle=2, name="skbridge-test-pool")
+    first, second, third = pool.take(), pool.take(), pool.take()
+    assert len({id(first), id(second), id(third)}) == 3  # concurrent callers: one each
+    for twin in (first, second, third):
+        pool.give(twin)
+    assert pool.idle == 2 and not third._thread.is_alive()  # the one over max_idle closed
+    again = pool.take()
+    assert again is second and pool.idle == 1  # reused, not started
+    # A twin whose join was interrupted is still running: it is not kept.
+    release = threading.Event()
+    again.start(release.wait)
+    pool.give(again)
+    assert pool.idle == 1
+    release.set()
+    again.join()
+    # A forked child gets fresh twins: the parent's threads do not exist there.
+    monkeypatch.setattr(_twin_module.os, "getpid", lambda: -1)
+    assert pool.take() is not first and pool.idle == 0
+    for twin in (first, again):
+        twin.close()
+
+
+def test_labelling_calls_reuse_the_pooled_helpers(monkeypatch):
+    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 2)
+    X = np.random.RandomState(5).normal(size=(40_000, 50))
+    labels = np.empty(40_000, np.int32)
+    _kmeans_steps.labels_inertia(X, None, X[:50], labels)  # two threads: one helper
+    threads = {t.ident for t in threading.enumerate() if t.name == "skbridge-helper"}
+    assert threads and _twin_module.HELPERS.idle >= 1
+    seen: list[int] = []
+    real_run = _kmeans_steps._BlockLabeller.run
+
+    def run(self, start, stop):
+        seen.append(threading.get_ident())
+        return real_run(self, start, stop)
+
+    monkeypatch.setattr(_kmeans_steps._BlockLabeller, "run", run)
+    again = np.empty(40_000, np.int32)
+    _kmeans_steps.labels_inertia(X, None, X[:50], again)
+    np.testing.assert_array_equal(labels, again)
+    helpers = set(seen) - {threading.get_ident()}
+    assert helpers and helpers <= threads  # a pooled thread, not a new one
 
 
 def _drive(chooser: SplitChooser, steps: int, cost: dict[bool, float]) -> list[bool]:
