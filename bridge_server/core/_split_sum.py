@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import functools
 import os
-import threading
 
 import numpy as np
 
 from ._openmp import _cgroup_cpus
+from ._twin import HELPERS, Twin
 
 #: Fewest values whose sum is split between threads: below, starting a
 #: thread (about 100 us) costs more than the half pass saves.
@@ -98,7 +98,8 @@ def split_sum(flat: np.ndarray, threads: int) -> np.generic:
     The same value as NumPy's, bit for bit, where :func:`tree_matches`
     holds, with floating-point errors ignored (no warning, whatever the
     caller's settings). One thread, or fewer than :data:`SPLIT_MIN_VALUES`
-    values: one ``np.add.reduce``. A leaf whose thread cannot be started is
+    values: one ``np.add.reduce``. The helpers come from
+    :data:`._twin.HELPERS`; a leaf for which no thread can be started is
     summed on the calling thread.
     """
     depth = 0
@@ -115,22 +116,23 @@ def split_sum(flat: np.ndarray, threads: int) -> np.generic:
         except BaseException as exc:  # re-raised on the calling thread
             errors.append(exc)
 
-    started: list[threading.Thread] = []
+    started: list[Twin] = []
     here = [leaves[0]]  # leaves summed on the calling thread
     try:
         for leaf in leaves[1:]:
-            thread = threading.Thread(target=run, args=(leaf,), daemon=True)
             try:
-                thread.start()
+                twin = HELPERS.take()
             except RuntimeError:  # no thread to be had (a thread or process limit)
                 here.append(leaf)
-            else:
-                started.append(thread)
+                continue
+            started.append(twin)
+            twin.start(functools.partial(run, leaf))
         for leaf in here:
             run(leaf)
     finally:
-        for thread in started:
-            thread.join()
+        for twin in started:
+            twin.join()
+            HELPERS.give(twin)
     if errors:
         raise errors[0]
     with np.errstate(all="ignore"):

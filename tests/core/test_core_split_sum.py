@@ -90,19 +90,19 @@ def test_this_numpy_sums_in_the_tree_split_sum_follows(dtype):
 
 
 def test_a_helper_thread_that_cannot_start_leaves_its_leaf_to_the_caller(monkeypatch):
-    real_start = _split_sum.threading.Thread.start
-    started: list[int] = []
+    real_take = _split_sum.HELPERS.take
+    taken: list[int] = []
 
-    def start(self) -> None:
-        if started:
+    def take() -> object:
+        if taken:
             raise RuntimeError("can't start new thread")
-        started.append(1)
-        real_start(self)
+        taken.append(1)
+        return real_take()
 
-    monkeypatch.setattr(_split_sum.threading.Thread, "start", start)
+    monkeypatch.setattr(_split_sum.HELPERS, "take", take)
     values = _wild(4 * SPLIT_MIN_VALUES + 3, np.float64, seed=11)
     assert split_sum(values, 4).tobytes() == values.sum().tobytes()
-    assert started == [1]  # one helper ran; the caller summed the other leaves
+    assert taken == [1]  # one helper ran; the caller summed the other leaves
 
 
 def _outcome(call) -> tuple[str | None, list]:
