@@ -1177,11 +1177,17 @@ def _labels_inertia_blocks(
             errors.append(exc)
             stop_event.set()
 
-    states = [labeller() for _ in range(n_threads)]
-    per_round = ROUND_BLOCKS * n_threads
-    # Helper threads from the pool (no thread start per call), given back at the end.
-    twins = [HELPERS.take() for _ in states[1:]]
+    # Helper threads from the pool (no thread start per call), given back at the
+    # end; fewer if no more threads can be had.
+    twins: list[Twin] = []
     try:
+        for _ in range(n_threads - 1):
+            try:
+                twins.append(HELPERS.take())
+            except RuntimeError:  # a thread or process limit
+                break
+        states = [labeller() for _ in range(len(twins) + 1)]
+        per_round = ROUND_BLOCKS * len(states)
         # The helpers' products run inside this section too: one BLAS thread each.
         with blas:
             for first in range(0, n_blocks, per_round):

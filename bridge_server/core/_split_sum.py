@@ -130,9 +130,12 @@ def split_sum(flat: np.ndarray, threads: int) -> np.generic:
         for leaf in here:
             run(leaf)
     finally:
-        for twin in started:
-            twin.join()
-            HELPERS.give(twin)
+        try:
+            for twin in started:
+                twin.join()
+        finally:  # (a join interrupted: the pool takes back what has ended)
+            for twin in started:
+                HELPERS.give(twin)
     if errors:
         raise errors[0]
     with np.errstate(all="ignore"):

@@ -21,6 +21,7 @@ import _thread
 import contextvars
 import os
 import threading
+import weakref
 from collections.abc import Callable
 
 
@@ -40,6 +41,11 @@ class Twin:
         self._context = contextvars.Context()
         self._error: BaseException | None = None
         self._busy = False
+        # Whether the last task has ended, and whether its caller gave up on
+        # joining it (see reclaim): read and set together, under this lock.
+        self._state = threading.Lock()
+        self._finished = True
+        self._abandoned = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -55,6 +61,17 @@ class Twin:
                 self._context.run(task)
             except BaseException as exc:  # re-raised by join() on the caller's thread
                 self._error = exc
+            # An idle twin keeps nothing of its last call: not the task (and
+            # the arrays it refers to), not the call's context.
+            task = None
+            self._task = None
+            self._context = contextvars.Context()
+            with self._state:
+                self._finished = True
+                abandoned = self._abandoned
+            if abandoned:  # nobody will join: end the thread
+                self._error = None
+                return
             self._done.release()
 
     def start(self, task: Callable[[], None]) -> None:
@@ -67,6 +84,8 @@ class Twin:
         self._busy = True
         self._task = task
         self._context = contextvars.copy_context()
+        with self._state:
+            self._finished = False
         self._go.release()
 
     def join(self) -> None:
@@ -83,6 +102,27 @@ class Twin:
     def busy(self) -> bool:
         """Whether a task was started and not joined (a join interrupted leaves it so)."""
         return self._busy
+
+    def reclaim(self) -> bool:
+        """After a join that did not complete: whether the twin is idle again.
+
+        If its task has ended, the twin is joined (its task's exception, if
+        any, dropped) and True is returned. Otherwise its thread is told to
+        end once the task does (nobody will join it), and False is returned.
+        """
+        if not self._busy:
+            return True
+        with self._state:
+            if not self._finished:
+                self._abandoned = True
+                return False
+        # Released as the task ended (unless an interrupted join had taken it:
+        # then the twin's state is unknown, and it is let go).
+        if not self._done.acquire(timeout=1.0):
+            return False
+        self._busy = False
+        self._error = None
+        return True
 
     def close(self) -> None:
         """Wait for any task, then end the thread."""
@@ -107,8 +147,8 @@ class TwinPool:
 
     :meth:`take` hands out an idle twin (or starts one); :meth:`give` takes
     back a joined one, keeping at most ``max_idle`` (the rest are closed).
-    Concurrent calls each take their own. A forked child starts with none:
-    the parent's threads do not exist there.
+    Concurrent calls each take their own. A forked child starts with none
+    (the parent's threads do not exist there) and a lock of its own.
 
     Parameters
     ----------
@@ -121,25 +161,35 @@ class TwinPool:
     def __init__(self, max_idle: int = 8, name: str = "skbridge-helper") -> None:
         self.max_idle = max_idle
         self.name = name
+        self._after_fork()
+        if hasattr(os, "register_at_fork"):
+            # A child forked while another thread held the lock would inherit
+            # it held for good: it starts with a new lock and no twins.
+            pool = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _after_fork_of(pool))
+
+    def _after_fork(self) -> None:
+        """A fresh lock and no twins (at creation, and in a forked child)."""
         self._lock = threading.Lock()
         self._idle: list[Twin] = []
-        self._pid = os.getpid()
 
     def take(self) -> Twin:
         """An idle twin, started if none is kept."""
         with self._lock:
-            if self._pid != os.getpid():  # a forked child: the threads stayed behind
-                self._idle, self._pid = [], os.getpid()
             if self._idle:
                 return self._idle.pop()
         return Twin(name=self.name)
 
     def give(self, twin: Twin) -> None:
-        """Take back ``twin`` from :meth:`take`; a busy one (a join interrupted) is dropped."""
-        if twin.busy:
-            return  # still running its task: it ends, idle, as a daemon thread
+        """Take back ``twin`` from :meth:`take`.
+
+        A twin whose join was interrupted is kept if its task has ended; if
+        not, its thread ends with the task (see :meth:`Twin.reclaim`).
+        """
+        if not twin.reclaim():
+            return
         with self._lock:
-            if self._pid == os.getpid() and len(self._idle) < self.max_idle:
+            if len(self._idle) < self.max_idle:
                 self._idle.append(twin)
                 return
         twin.close()
@@ -149,6 +199,13 @@ class TwinPool:
         """Twins kept idle now."""
         with self._lock:
             return len(self._idle)
+
+
+def _after_fork_of(pool: weakref.ref[TwinPool]) -> None:
+    """Reset ``pool`` (if it still exists) in a forked child."""
+    alive = pool()
+    if alive is not None:
+        alive._after_fork()
 
 
 #: The labelling calls' helper threads (see :func:`._kmeans_steps.labels_inertia`).

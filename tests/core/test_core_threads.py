@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -11,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from bridge_server.core import _blas, _kmeans_steps
+from bridge_server.core import _blas, _kmeans_steps, _prune
 from bridge_server.core import _twin as _twin_module
 from bridge_server.core._twin import SplitChooser, Twin, TwinPool
 
@@ -156,7 +158,7 @@ def test_twin_runs_tasks_on_another_thread_and_reraises():
     assert not any(t.name == "skbridge-twin" for t in threading.enumerate())
 
 
-def test_twin_pool_keeps_idle_twins_for_the_next_call(monkeypatch):
+def test_twin_pool_keeps_idle_twins_for_the_next_call():
     pool = TwinPool(max_idle=2, name="skbridge-test-pool")
     first, second, third = pool.take(), pool.take(), pool.take()
     assert len({id(first), id(second), id(third)}) == 3  # concurrent callers: one each
@@ -165,18 +167,108 @@ def test_twin_pool_keeps_idle_twins_for_the_next_call(monkeypatch):
     assert pool.idle == 2 and not third._thread.is_alive()  # the one over max_idle closed
     again = pool.take()
     assert again is second and pool.idle == 1  # reused, not started
-    # A twin whose join was interrupted is still running: it is not kept.
+    # A twin whose join was interrupted is still running: it is not kept,
+    # and its thread ends with the task.
     release = threading.Event()
     again.start(release.wait)
     pool.give(again)
     assert pool.idle == 1
     release.set()
-    again.join()
-    # A forked child gets fresh twins: the parent's threads do not exist there.
-    monkeypatch.setattr(_twin_module.os, "getpid", lambda: -1)
-    assert pool.take() is not first and pool.idle == 0
-    for twin in (first, again):
-        twin.close()
+    again._thread.join(5)
+    assert not again._thread.is_alive()
+    # A forked child's pool starts empty, with a lock of its own (the
+    # registered at-fork hook; a real fork is tested below).
+    held = pool._lock
+    held.acquire()
+    pool._after_fork()
+    assert pool.idle == 0 and pool._lock is not held and pool.take() is not first
+    held.release()
+    first.close()
+
+
+def test_a_twin_given_up_on_ends_its_thread_after_its_task():
+    # A join interrupted (Ctrl-C) leaves the twin busy: if its task has
+    # ended it is reclaimed, idle; if not, its thread ends with the task
+    # instead of waiting for a next one that never comes.
+    release = threading.Event()
+    twin = Twin(name="skbridge-test-twin")
+    twin.start(release.wait)
+    assert twin.busy and not twin.reclaim()
+    release.set()
+    twin._thread.join(5)
+    assert not twin._thread.is_alive()
+
+    ended = Twin(name="skbridge-test-twin")
+    ended.start(lambda: None)
+    time.sleep(0.05)  # the task has ended; nobody joined it
+    assert ended.busy and ended.reclaim() and not ended.busy
+    ended.start(lambda: None)  # usable again
+    ended.join()
+    ended.close()
+
+
+def test_an_idle_helper_keeps_nothing_of_its_last_call(monkeypatch):
+    import gc
+    import weakref
+
+    from bridge_server.core import CallContext, call_context
+
+    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 2)
+    X = np.random.RandomState(6).normal(size=(40_000, 50))
+    ctx = CallContext()
+    with call_context(ctx):
+        _kmeans_steps.labels_inertia(X, None, X[:50].copy(), np.empty(40_000, np.int32))
+    assert _twin_module.HELPERS.idle >= 1
+    data, context = weakref.ref(X), weakref.ref(ctx)
+    del X, ctx
+    gc.collect()
+    assert data() is None and context() is None
+
+
+def test_labelling_uses_fewer_helpers_when_no_more_threads_can_be_had(monkeypatch):
+    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 3)
+    monkeypatch.setattr(_kmeans_steps, "BLOCK_BYTES", 1)  # many small blocks
+    monkeypatch.setattr(_prune, "BLOCK_ROWS", 1000)
+    X = np.round(np.random.RandomState(7).normal(size=(20_000, 2)) * 4, 1)
+    centers = X[:20].copy()
+    expected = np.empty(20_000, np.int32)
+    inertia = _kmeans_steps.labels_inertia(X, None, centers, expected)
+    real_take = _twin_module.HELPERS.take
+    takes: list[int] = []
+
+    def take() -> Twin:
+        takes.append(1)
+        if len(takes) > 1:
+            raise RuntimeError("can't start new thread")
+        return real_take()
+
+    monkeypatch.setattr(_twin_module.HELPERS, "take", take)
+    idle = _twin_module.HELPERS.idle
+    got = np.empty(20_000, np.int32)
+    assert _kmeans_steps.labels_inertia(X, None, centers, got) == inertia
+    np.testing.assert_array_equal(got, expected)
+    assert len(takes) == 2 and _twin_module.HELPERS.idle == idle  # the one taken came back
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_child_forked_while_the_pool_was_locked_gets_a_pool_of_its_own():
+    helper = _twin_module.HELPERS.take()
+    _twin_module.HELPERS.give(helper)  # an idle twin the child cannot use
+    with _twin_module.HELPERS._lock:  # as if another thread were taking one
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only if the pool works there
+            code = 1
+            try:
+                signal.alarm(10)  # never hang the test run
+                twin = _twin_module.HELPERS.take()
+                done: list[int] = []
+                twin.start(lambda: done.append(1))
+                twin.join()
+                code = 0 if done == [1] and twin is not helper else 2
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def test_labelling_calls_reuse_the_pooled_helpers(monkeypatch):
