@@ -126,6 +126,32 @@ _local = threading.local()
 HAND_OVER_TIMEOUT = 0.05
 
 
+def _after_fork_in_child() -> None:
+    """Only the forking thread lives on in a child: its sections are all that are held.
+
+    Another thread inside a section (or holding the lock) at the fork would
+    otherwise leave the child waiting for it forever. With none held, the
+    libraries' counts from before the parent's sections are restored.
+    """
+    global _cond, _count, _holders, _waiting
+    _cond = threading.Condition(threading.Lock())
+    _waiting = 0
+    stack = _stack()
+    if stack:
+        _holders, _count = 1, stack[-1]
+        _set_all(stack[-1])
+        return
+    if _holders:
+        for (set_threads, get), before in zip(_LIBS, _saved, strict=False):
+            if int(get()) != before:
+                set_threads(before)
+    _holders, _count = 0, None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _stack() -> list[int]:
     stack = getattr(_local, "stack", None)
     if stack is None:

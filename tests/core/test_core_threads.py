@@ -271,6 +271,41 @@ def test_a_child_forked_while_the_pool_was_locked_gets_a_pool_of_its_own():
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_child_forked_while_another_thread_holds_a_section_is_not_blocked_by_it():
+    # The holder does not exist in the child: left counted, it would keep a
+    # section at another count waiting forever there.
+    before = _blas.current_threads()
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _blas.section(1):
+            entered.set()
+            leave.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert entered.wait(5)
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only if sections work there
+            code = 1
+            try:
+                signal.alarm(10)  # never hang the test run
+                restored = _blas.current_threads() == before  # the holder's count undone
+                with _blas.section(2):
+                    with _blas.section(1):
+                        pass
+                code = 0 if restored else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        leave.set()
+        holder.join()
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
 def test_labelling_calls_reuse_the_pooled_helpers(monkeypatch):
     monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: 2)
     X = np.random.RandomState(5).normal(size=(40_000, 50))
