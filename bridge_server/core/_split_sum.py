@@ -35,6 +35,9 @@ SPLIT_MIN_VALUES = 1 << 20
 #: Most threads used (as for labelling).
 MAX_THREADS = 4
 
+#: Values :func:`tree_matches` probes with.
+_PROBE_VALUES = 3 * 8192 + 5
+
 #: NumPy's pairwise block: runs this long or shorter are summed in one piece.
 _PAIRWISE_BLOCK = 128
 
@@ -58,11 +61,14 @@ def _quota_cpus() -> int:
 def tree_matches(dtype: np.dtype) -> bool:
     """Whether this NumPy sums ``dtype`` values in the tree :func:`split_sum` follows.
 
-    Compares a four-leaf split of 100,003 values of many magnitudes with
-    ``ndarray.sum`` (about 2 ms, once per dtype); NumPy before 2.3 fails it.
+    Compares a four-leaf split with ``ndarray.sum`` once per dtype, on
+    values of both signs over 40 binary orders of magnitude (so nearly every
+    addition rounds), three of NumPy's old 8,192-value buffers and more: NumPy
+    before 2.3, which summed those buffers in turn, fails it.
     """
-    rng = np.random.RandomState(0)
-    values = (rng.standard_normal(100_003) * np.exp(rng.uniform(-20, 20, 100_003))).astype(dtype)
+    index = np.arange(_PROBE_VALUES, dtype=np.float64)
+    exponents = (index * 7 % 41 - 20).astype(np.int64)
+    values = np.ldexp(np.sin(index), exponents).astype(dtype)
     sums = {leaf: np.add.reduce(values[leaf[0] : leaf[1]]) for leaf in _leaves(0, values.size, 2)}
     with np.errstate(all="ignore"):
         return bool(_combine(0, values.size, 2, sums).tobytes() == values.sum().tobytes())
