@@ -26,7 +26,7 @@ import os
 import numpy as np
 
 from ._openmp import _cgroup_cpus
-from ._twin import HELPERS, Twin
+from ._twin import run_parts
 
 #: Fewest values whose sum is split between threads: below, starting a
 #: thread (about 100 us) costs more than the half pass saves.
@@ -113,36 +113,11 @@ def split_sum(flat: np.ndarray, threads: int) -> np.generic:
         depth += 1
     leaves = _leaves(0, flat.size, depth)
     sums: dict[tuple[int, int], np.generic] = {}
-    errors: list[BaseException] = []
 
     def run(leaf: tuple[int, int]) -> None:
-        try:
-            with np.errstate(all="ignore"):
-                sums[leaf] = np.add.reduce(flat[leaf[0] : leaf[1]])
-        except BaseException as exc:  # re-raised on the calling thread
-            errors.append(exc)
+        with np.errstate(all="ignore"):
+            sums[leaf] = np.add.reduce(flat[leaf[0] : leaf[1]])
 
-    started: list[Twin] = []
-    here = [leaves[0]]  # leaves summed on the calling thread
-    try:
-        for leaf in leaves[1:]:
-            try:
-                twin = HELPERS.take()
-            except RuntimeError:  # no thread to be had (a thread or process limit)
-                here.append(leaf)
-                continue
-            started.append(twin)
-            twin.start(functools.partial(run, leaf))
-        for leaf in here:
-            run(leaf)
-    finally:
-        try:
-            for twin in started:
-                twin.join()
-        finally:  # (a join interrupted: the pool takes back what has ended)
-            for twin in started:
-                HELPERS.give(twin)
-    if errors:
-        raise errors[0]
+    run_parts([functools.partial(run, leaf) for leaf in leaves])
     with np.errstate(all="ignore"):
         return _combine(0, flat.size, depth, sums)

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import _thread
 import contextvars
+import functools
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 class Twin:
@@ -210,6 +211,46 @@ def _after_fork_of(pool: weakref.ref[TwinPool]) -> None:
 
 #: The labelling calls' helper threads (see :func:`._kmeans_steps.labels_inertia`).
 HELPERS = TwinPool()
+
+
+def run_parts(parts: Sequence[Callable[[], None]]) -> None:
+    """Run ``parts`` at once: the first on the calling thread, the others on :data:`HELPERS`.
+
+    A part for which no helper thread can be had (a thread or process
+    limit) runs on the calling thread too. Returns when all have ended;
+    the first exception any part raised is re-raised here. Each part runs
+    in a copy of the caller's context (see :class:`Twin`).
+    """
+    errors: list[BaseException] = []
+
+    def guarded(part: Callable[[], None]) -> None:
+        try:
+            part()
+        except BaseException as exc:  # re-raised on the calling thread
+            errors.append(exc)
+
+    started: list[Twin] = []
+    here = list(parts[:1])
+    try:
+        for part in parts[1:]:
+            try:
+                twin = HELPERS.take()
+            except RuntimeError:
+                here.append(part)
+                continue
+            started.append(twin)
+            twin.start(functools.partial(guarded, part))
+        for part in here:
+            guarded(part)
+    finally:
+        try:
+            for twin in started:
+                twin.join()
+        finally:  # (a join interrupted: the pool takes back what has ended)
+            for twin in started:
+                HELPERS.give(twin)
+    if errors:
+        raise errors[0]
 
 
 class SplitChooser:

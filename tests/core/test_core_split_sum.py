@@ -9,7 +9,7 @@ import pytest
 from core_oracle import record_warnings
 from sklearn.utils import check_array as sk_check_array
 
-from bridge_server.core import _split_sum, _validation
+from bridge_server.core import _split_sum, _twin, _validation
 from bridge_server.core._split_sum import SPLIT_MIN_VALUES, split_sum, usable_cores
 
 SIZES = [
@@ -90,7 +90,7 @@ def test_this_numpy_sums_in_the_tree_split_sum_follows(dtype):
 
 
 def test_a_helper_thread_that_cannot_start_leaves_its_leaf_to_the_caller(monkeypatch):
-    real_take = _split_sum.HELPERS.take
+    real_take = _twin.HELPERS.take
     taken: list[int] = []
 
     def take() -> object:
@@ -99,7 +99,7 @@ def test_a_helper_thread_that_cannot_start_leaves_its_leaf_to_the_caller(monkeyp
         taken.append(1)
         return real_take()
 
-    monkeypatch.setattr(_split_sum.HELPERS, "take", take)
+    monkeypatch.setattr(_twin.HELPERS, "take", take)
     values = _wild(4 * SPLIT_MIN_VALUES + 3, np.float64, seed=11)
     assert split_sum(values, 4).tobytes() == values.sum().tobytes()
     assert taken == [1]  # one helper ran; the caller summed the other leaves

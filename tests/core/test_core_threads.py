@@ -360,3 +360,33 @@ def test_split_chooser_keeps_the_faster_way_and_tries_again_later(faster):
 def test_split_chooser_disabled_never_shares():
     chooser = SplitChooser(enabled=False)
     assert _drive(chooser, 100, {True: 2.0, False: 1.0}) == [False] * 100
+
+
+def test_parts_run_on_helpers_or_here_and_errors_come_back(monkeypatch):
+    ran: list[tuple[int, str]] = []
+
+    def part(i: int) -> None:
+        ran.append((i, threading.current_thread().name))
+
+    _twin_module.run_parts([lambda i=i: part(i) for i in range(3)])
+    here = threading.current_thread().name
+    assert sorted(i for i, _ in ran) == [0, 1, 2]
+    assert dict(ran)[0] == here and dict(ran)[1] != here
+
+    def no_thread() -> _twin_module.Twin:
+        raise RuntimeError("can't start new thread")
+
+    ran.clear()
+    monkeypatch.setattr(_twin_module.HELPERS, "take", no_thread)
+    _twin_module.run_parts([lambda i=i: part(i) for i in range(3)])
+    assert sorted(ran) == [(0, here), (1, here), (2, here)]
+    monkeypatch.undo()
+
+    idle = _twin_module.HELPERS.idle
+
+    def fail() -> None:
+        raise KeyError("from a helper")
+
+    with pytest.raises(KeyError, match="from a helper"):
+        _twin_module.run_parts([lambda: None, fail])
+    assert _twin_module.HELPERS.idle >= min(idle, 1)  # the helper went back to the pool
