@@ -456,6 +456,7 @@ class Scorer:
         work: LabelWork,
         out: np.ndarray,
         margins: _screen.Margins | None = None,
+        sq_norms: np.ndarray | None = None,
     ) -> bool:
         """Labels (n_rows,) into ``out``: the argmin of the rows' :meth:`scores`, first on ties.
 
@@ -465,7 +466,9 @@ class Scorer:
         holding the others are scored exactly: the labels are the same.
         ``margins`` (for these rows) records the screen's margins, or, if
         "exact", the gaps of the exact scores (either layout); rows neither
-        decides are marked undecided. Run inside ``_blas.section(1)``.
+        decides are marked undecided. ``sq_norms`` (n_rows,) float32, the
+        rows' squared norms from :func:`._row_norms.finite_sq_norms`, spare
+        the screen taking them. Run inside ``_blas.section(1)``.
 
         Returns True when the screen labelled the rows, which proves every
         value of ``X`` finite (it refuses NaN and infinity); False says nothing.
@@ -477,7 +480,7 @@ class Scorer:
             if self._unscreened > 0:  # (threads may race it below 0: that screens)
                 self._unscreened -= 1
             else:
-                undecided = self.screen.label(X, work.screen, out, margins)
+                undecided = self.screen.label(X, work.screen, out, margins, sq_norms)
                 if undecided is not None and margins is not None and undecided.size:
                     margins.undecided(0, n_rows, undecided)
                 if undecided is not None:
@@ -827,9 +830,12 @@ class _BlockLabeller:
         *,
         margins: _screen.Margins | None = None,
         known: Known | None = None,
+        sq_norms: np.ndarray | None = None,
     ) -> None:
         #: Whether a row's squares may be summed in any order (see :func:`_sample_sq_distances`).
         self.any_order = not sklearn_order
+        #: Squared norms of every row of ``X`` for the screen, or None.
+        self.sq_norms = sq_norms
         self.finite_check = finite_check
         self.margins, self.known = margins, known
         self.X, self.sample_weight, self.centers, self.scorer = X, sample_weight, centers, scorer
@@ -851,11 +857,12 @@ class _BlockLabeller:
             xb = xb.astype(self.centers.dtype)
         lab = self.labels[:n]
         finite = False
+        norms = None if self.sq_norms is None else self.sq_norms[start:stop]
         if self.table is None and self.known is not None:
-            self._label_known(xb, lab, start)
+            self._label_known(xb, lab, start, norms)
         elif self.table is None:
             margins = None if self.margins is None else self.margins.view(start, stop)
-            finite = self.scorer.labels(xb, self.work, lab, margins)
+            finite = self.scorer.labels(xb, self.work, lab, margins, norms)
         else:
             if self.margins is not None:
                 self.margins.undecided(start, stop)
@@ -892,8 +899,13 @@ class _BlockLabeller:
             sq *= self.sample_weight[start:stop]
         return sq
 
-    def _label_known(self, xb: np.ndarray, lab: np.ndarray, start: int) -> None:
-        """Labels of block ``xb`` (rows ``start`` on): known ones, the others' chunks scored."""
+    def _label_known(
+        self, xb: np.ndarray, lab: np.ndarray, start: int, sq_norms: np.ndarray | None
+    ) -> None:
+        """Labels of block ``xb`` (rows ``start`` on): known ones, the others' chunks scored.
+
+        ``sq_norms`` are the block's rows' squared norms for the screen, or None.
+        """
         assert self.known is not None
         n = xb.shape[0]
         lab[:] = self.known.labels[start : start + n]
@@ -902,12 +914,13 @@ class _BlockLabeller:
             return
         chunks = np.unique(unsure // ROW_CHUNK)
         if 2 * chunks.size * ROW_CHUNK > n:
-            self.scorer.labels(xb, self.work, lab)
+            self.scorer.labels(xb, self.work, lab, sq_norms=sq_norms)
             return
         for chunk in chunks.tolist():  # blocks start on chunk boundaries
             first = chunk * ROW_CHUNK
             last = min(first + ROW_CHUNK, n)
-            self.scorer.labels(xb[first:last], self.work, lab[first:last])
+            norms = None if sq_norms is None else sq_norms[first:last]
+            self.scorer.labels(xb[first:last], self.work, lab[first:last], sq_norms=norms)
 
 
 class Known(NamedTuple):
@@ -934,6 +947,7 @@ def labels_inertia(
     sum_threads: int = 1,
     margins: _screen.Margins | None = None,
     known: Known | None = None,
+    sq_norms: np.ndarray | None = None,
 ) -> float:
     """Labels and inertia of ``X`` against ``centers``, in blocks of rows.
 
@@ -983,6 +997,9 @@ def labels_inertia(
     known : Known or None
         Labels already known for the rows it marks certain: only the chunks
         holding the others are scored (where no grid of cells is used).
+    sq_norms : ndarray of shape (n_samples,), float32, or None
+        The rows' squared norms from :func:`._row_norms.finite_sq_norms`,
+        for the float32 screen (which otherwise takes them block by block).
 
     Returns
     -------
@@ -1051,6 +1068,7 @@ def labels_inertia(
             finite_check,
             margins=margins,
             known=known,
+            sq_norms=sq_norms,
         )
 
     # Unchecked input may hold NaN or infinity until a block's check finds it:
@@ -1390,6 +1408,8 @@ class StepWorkspace:
         self.work = self.scorer.work(batch_size)
         self._twin_work: LabelWork | None = None
         self.labels = np.empty(batch_size, dtype=np.intp)
+        #: The batch's rows' squared norms, when the data's are known.
+        self.sq_norms = np.empty(batch_size, dtype=np.float32)
         self.diff = np.empty((batch_size, n_features), dtype=dtype)
         # The batch inertia in scikit-learn's order (its OpenMP threads' blocks).
         self.summed = _openmp.PrangeSum(batch_size, sum_threads, dtype)
@@ -1434,6 +1454,7 @@ class StepWorkspace:
         centers: np.ndarray,
         *,
         shared: bool = True,
+        sq_norms: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """The batch, its weights and its labels: ``(xb, swb, labels)``.
 
@@ -1442,9 +1463,10 @@ class StepWorkspace:
         workspace. With ``shared`` and :attr:`split` set, rows from that chunk
         boundary on are copied, scored and labelled on the twin thread: each
         chunk's product and each row's argmin are the same computations on
-        either thread. Call inside ``_blas.section(1)`` (or a
-        :class:`_blas.held`). Returns views of workspace memory (or of the
-        given batch).
+        either thread. ``sq_norms`` (like ``sample_weight``, float32) are
+        the rows' squared norms for the screen, if known. Call inside
+        ``_blas.section(1)`` (or a :class:`_blas.held`). Returns views of
+        workspace memory (or of the given batch).
         """
         n_rows = X.shape[0] if rows is None else rows.shape[0]
         if n_rows > self.capacity:
@@ -1457,14 +1479,16 @@ class StepWorkspace:
             swb = None if sample_weight is None else self.weights[:n_rows]
         half = self.split if shared and 0 < self.split < n_rows else 0
         if not half:
-            self._gather_label_rows(X, sample_weight, rows, 0, n_rows, self.work)
+            self._gather_label_rows(X, sample_weight, rows, 0, n_rows, self.work, sq_norms)
         else:
             work = self.twin_work
             self.twin.start(
-                lambda: self._gather_label_rows(X, sample_weight, rows, half, n_rows, work)
+                lambda: self._gather_label_rows(
+                    X, sample_weight, rows, half, n_rows, work, sq_norms
+                )
             )
             try:
-                self._gather_label_rows(X, sample_weight, rows, 0, half, self.work)
+                self._gather_label_rows(X, sample_weight, rows, 0, half, self.work, sq_norms)
             finally:
                 self.twin.join()
         return xb, swb, self.labels[:n_rows]
@@ -1477,16 +1501,22 @@ class StepWorkspace:
         start: int,
         stop: int,
         work: LabelWork,
+        sq_norms: np.ndarray | None = None,
     ) -> None:
         """Copy (if ``rows``) and label batch rows ``start:stop`` (a chunk boundary on)."""
+        norms = None
         if rows is None:
             xb = X[start:stop]
+            if sq_norms is not None:
+                norms = sq_norms[start:stop]
         else:
             # mode="clip" only avoids take's buffering; the indices are in range.
             xb = X.take(rows[start:stop], axis=0, out=self.X[start:stop], mode="clip")
             if sample_weight is not None:
                 sample_weight.take(rows[start:stop], out=self.weights[start:stop], mode="clip")
-        self.scorer.labels(xb, work, self.labels[start:stop])
+            if sq_norms is not None and self.scorer.screen is not None:
+                norms = sq_norms.take(rows[start:stop], out=self.sq_norms[start:stop], mode="clip")
+        self.scorer.labels(xb, work, self.labels[start:stop], sq_norms=norms)
 
     def batch_inertia(
         self,
@@ -1659,6 +1689,7 @@ def mini_batch_step(
     rows: np.ndarray | None = None,
     inertia: InertiaMode = "exact",
     signed_weights: bool = False,
+    sq_norms: np.ndarray | None = None,
 ) -> Bounded:
     """One minibatch update: label, accumulate, maybe reassign.
 
@@ -1692,6 +1723,9 @@ def mini_batch_step(
         at all (0, for fits where nothing depends on it).
     signed_weights : bool
         Whether some sample weight may be negative (for the bound).
+    sq_norms : ndarray of shape (n_rows,) or (n_samples,), float32, or None
+        Like ``sample_weight``: the rows' squared norms from
+        :func:`._row_norms.finite_sq_norms`, for the float32 screen.
 
     Returns
     -------
@@ -1701,7 +1735,9 @@ def mini_batch_step(
     """
     shared = ws.chooser.next()
     start = time.perf_counter()
-    xb, swb, labels = ws.gather_label(X, sample_weight, rows, centers, shared=shared)
+    xb, swb, labels = ws.gather_label(
+        X, sample_weight, rows, centers, shared=shared, sq_norms=sq_norms
+    )
     # Only the part that sharing changes is timed (less noise for the choice).
     ws.chooser.record(time.perf_counter() - start)
     if inertia == "exact":
@@ -1729,6 +1765,7 @@ def large_batch_step(
     reassignment_ratio: float,
     verbose: bool,
     relabel: bool = False,
+    sq_norms: np.ndarray | None = None,
 ) -> Known | None:
     """:func:`mini_batch_step` in place for a batch of any size (``partial_fit``).
 
@@ -1742,7 +1779,8 @@ def large_batch_step(
     centers), a float32 screen or float32 data (scored exactly), and at most
     :data:`MARGINS_MAX_ROWS` rows, returns the labels that provably still
     hold (see :class:`._screen.Margins`), for :func:`labels_inertia`'s
-    ``known``; else None.
+    ``known``; else None. ``sq_norms`` (n_rows,) float32 are the rows'
+    squared norms for the screen (see :func:`labels_inertia`), or None.
     """
     n_rows, n_features = X.shape
     n_clusters = centers.shape[0]
@@ -1763,6 +1801,7 @@ def large_batch_step(
         with_inertia=False,
         on_block=lambda done, total: check_cancelled(),
         margins=margins,
+        sq_norms=sq_norms,
     )
     block = min(rows_per_block(n_clusters, dtype.itemsize), n_rows)
     # Row c holds the flat positions of center c's features in a (k, f) array.

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import _blas, _early_stop, _openmp
+from . import _blas, _early_stop, _openmp, _row_norms, _screen
 from . import _kmeans_steps as steps
 from ._base import UNCHANGED, BaseEstimator
 from ._context import (
@@ -309,14 +309,49 @@ class MiniBatchKMeans(BaseEstimator):
         caller (see :meth:`_finite_check`), except before the feature-count
         error, which it must precede.
         """
+        return self._validated(X, reset=reset, dtype=dtype, check_finite=check_finite)[0]
+
+    def _validate_train_data(
+        self, X: Any, *, reset: bool, dtype: np.dtype | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`_validate_data` for rows to train on, and their squared norms (or None).
+
+        Where the float32 screen will label the rows, the look for NaN and
+        infinity is the total of the rows' squared norms, which the screen
+        then uses (:func:`._row_norms.finite_sq_norms`); where that total
+        proves nothing, or elsewhere, the usual check. Returns
+        ``(X, sq_norms)``, ``sq_norms`` of shape (n_samples,) float32 or None.
+        """
+        return self._validated(X, reset=reset, dtype=dtype, sq_norms=True)
+
+    def _validated(
+        self,
+        X: Any,
+        *,
+        reset: bool,
+        dtype: np.dtype | None,
+        check_finite: bool = True,
+        sq_norms: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`_validate_data`, and with ``sq_norms`` :meth:`_validate_train_data`."""
         self._check_feature_names(X, reset=reset)
+        name = type(self).__name__
         array = check_array(
             X,
-            estimator_name=type(self).__name__,
+            estimator_name=name,
             input_name="X",
             dtype=dtype,
-            check_finite=check_finite,
+            check_finite=check_finite and not sq_norms,
         )
+        norms = None
+        if sq_norms:
+            # (check_array's own errors after its finite check are for empty
+            # arrays only, which hold no NaN: the order is unchanged.)
+            screened = _screen.screens(array.shape[1], self.n_clusters, array.dtype)
+            if _row_norms.wanted(array, screened):
+                norms = _row_norms.finite_sq_norms(array)
+            if norms is None:
+                assert_all_finite(array, input_name="X", estimator_name=name)
         n_features = array.shape[1]
         if reset:
             self.n_features_in_ = n_features
@@ -327,7 +362,7 @@ class MiniBatchKMeans(BaseEstimator):
                 f"X has {n_features} features, but {type(self).__name__} "
                 f"is expecting {self.n_features_in_} features as input."
             )
-        return array
+        return array, norms
 
     def _finite_check(self, X: np.ndarray) -> Callable[[], None]:
         """The NaN/infinity check of ``X`` that validation left undone, as a callable."""
@@ -533,7 +568,7 @@ class MiniBatchKMeans(BaseEstimator):
     def _fit(self, X: Any, sample_weight: Any) -> np.ndarray:
         """Body of :meth:`fit`; returns the validated X (for ``fit_transform``)."""
         self._validate_params()
-        X = self._validate_data(X, reset=True)
+        X, sq_norms = self._validate_train_data(X, reset=True)
         self._check_params_vs_input(X)
         random_state = check_random_state(self.random_state)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
@@ -546,6 +581,7 @@ class MiniBatchKMeans(BaseEstimator):
         validate = self._n_init > 1 or bool(self.verbose)
         X_valid = X[valid_idx] if validate else X[:0]
         sw_valid = None if sample_weight is None or not validate else sample_weight[valid_idx]
+        norms_valid = None if sq_norms is None or not validate else sq_norms[valid_idx]
 
         best_inertia = None
         best_centers = None
@@ -560,7 +596,11 @@ class MiniBatchKMeans(BaseEstimator):
             if validate:
                 with _compiled():
                     inertia = steps.labels_inertia(
-                        X_valid, sw_valid, centers, sum_threads=self._n_threads
+                        X_valid,
+                        sw_valid,
+                        centers,
+                        sum_threads=self._n_threads,
+                        sq_norms=norms_valid,
                     )
             if self.verbose:
                 emit_verbose(f"Inertia for init {init_idx + 1}/{self._n_init}: {inertia}")
@@ -585,14 +625,14 @@ class MiniBatchKMeans(BaseEstimator):
         self._steps_reported = 0
         try:
             centers, step, batch_inertia = self._minibatch_steps(
-                X, sample_weight, best_centers, random_state, inertia_mode
+                X, sample_weight, best_centers, random_state, inertia_mode, sq_norms
             )
         except _early_stop.Undecided:
             if rerun is None:  # only the bounded mode can leave a comparison undecided
                 raise
             random_state.set_state(rerun[0])
             centers, step, batch_inertia = self._minibatch_steps(
-                X, sample_weight, rerun[1], random_state, "exact"
+                X, sample_weight, rerun[1], random_state, "exact", sq_norms
             )
         batch_size = self._batch_size
         n_steps = (self.max_iter * n_samples) // batch_size
@@ -614,6 +654,7 @@ class MiniBatchKMeans(BaseEstimator):
                     on_block=self._block_done("labels"),
                     sklearn_order=False,
                     sum_threads=self._n_threads,
+                    sq_norms=sq_norms,
                 )
         elif self._ewa is not None:
             self.inertia_ = self._ewa.value * n_samples
@@ -631,11 +672,13 @@ class MiniBatchKMeans(BaseEstimator):
         centers: np.ndarray,
         random_state: np.random.RandomState,
         inertia: steps.InertiaMode,
+        sq_norms: np.ndarray | None = None,
     ) -> tuple[np.ndarray, int, Bounded]:
         """The minibatch loop from initial ``centers`` (overwritten).
 
         Returns the final centers, the last step's index and its batch
-        inertia. ``inertia`` is :func:`._kmeans_steps.mini_batch_step`'s; with
+        inertia. ``sq_norms`` are X's rows' squared norms for the screen, or
+        None. ``inertia`` is :func:`._kmeans_steps.mini_batch_step`'s; with
         "bounded", :class:`_early_stop.Undecided` may interrupt the loop
         (progress already reported is not reported again by a rerun).
         """
@@ -676,6 +719,7 @@ class MiniBatchKMeans(BaseEstimator):
                     rows=batch_idx,
                     inertia=inertia,
                     signed_weights=signed,
+                    sq_norms=sq_norms,
                 )
                 if self._tol > 0.0:
                     with np.errstate(**caller):  # NumPy in scikit-learn's loop too
@@ -713,7 +757,7 @@ class MiniBatchKMeans(BaseEstimator):
         if not any(k.endswith("_") and not k.startswith("__") for k in vars(self)):
             self._validate_params()
         dtype = self.cluster_centers_.dtype if has_centers else None
-        X = self._validate_data(X, reset=not has_centers, dtype=dtype)
+        X, sq_norms = self._validate_train_data(X, reset=not has_centers, dtype=dtype)
         # scikit-learn seeds a fresh RandomState on every call and keeps the
         # first call's; later calls only need its error, if any.
         if not (hasattr(self, "_random_state") and seeds_without_error(self.random_state)):
@@ -742,6 +786,7 @@ class MiniBatchKMeans(BaseEstimator):
                 reassignment_ratio=self.reassignment_ratio,
                 verbose=bool(self.verbose),
                 relabel=self.compute_labels,
+                sq_norms=sq_norms,
             )
             if self.compute_labels:
                 labels = allocate_output("labels_", (X.shape[0],), np.int32)
@@ -755,6 +800,7 @@ class MiniBatchKMeans(BaseEstimator):
                     sklearn_order=False,
                     sum_threads=self._n_threads,
                     known=known,  # the first labels that still hold
+                    sq_norms=sq_norms,
                 )
         self.n_steps_ += 1
         self._n_features_out = self.cluster_centers_.shape[0]

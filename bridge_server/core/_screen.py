@@ -156,6 +156,7 @@ class Screen:
         buf: ScreenBuffers,
         labels: np.ndarray,
         margins: Margins | None = None,
+        sq_norms: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """Label the rows of ``X`` (n, K) float64 whose label is certain.
 
@@ -165,7 +166,11 @@ class Screen:
         float32); then ``labels`` is untouched. With ``margins`` (for these
         n rows), also records how far each row's label is from changing
         (see :class:`Margins`; meaningless for undecided rows, untouched on
-        None). Run inside a one-thread BLAS section.
+        None). ``sq_norms`` (n,) float32, if given, are the rows' squared
+        norms from :func:`._row_norms.finite_sq_norms`, used instead of
+        summing the rounded rows' squares (within about ``2 u`` of those,
+        far inside the slack the bound leaves for ``|x|``). Run inside a
+        one-thread BLAS section.
         """
         if not self.active:
             return None
@@ -174,18 +179,27 @@ class Screen:
         # Under any NumPy error settings: float32 may underflow (covered by the
         # bound) or overflow (refused below) where float64 does not.
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            return self._label(X, buf, labels, margins)
+            return self._label(X, buf, labels, margins, sq_norms)
 
     def _label(
-        self, X: np.ndarray, buf: ScreenBuffers, labels: np.ndarray, margins: Margins | None
+        self,
+        X: np.ndarray,
+        buf: ScreenBuffers,
+        labels: np.ndarray,
+        margins: Margins | None,
+        sq_norms: np.ndarray | None,
     ) -> np.ndarray | None:
         """:meth:`label` for at least one row, with float errors silenced."""
         n = X.shape[0]
         K = self.n_features
         rows = buf.rows[:n]
         np.copyto(rows[:, :K], X, casting="same_kind")
-        # |x|^2 per row in float32: its relative error is well inside the margin.
-        norms = np.einsum("ij,ij->i", rows[:, :K], rows[:, :K], out=buf.threshold[:n])
+        norms = buf.threshold[:n]
+        if sq_norms is None:
+            # |x|^2 per row in float32: its relative error is well inside the margin.
+            np.einsum("ij,ij->i", rows[:, :K], rows[:, :K], out=norms)
+        else:
+            np.copyto(norms, sq_norms)
         if not np.maximum.reduce(norms) < self._max_sq_norm:
             return None  # also when a square overflowed to inf, or for NaN
         scores = buf.scores[:, :n]

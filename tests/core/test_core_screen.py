@@ -10,23 +10,31 @@ from core_oracle import SkMiniBatchKMeans, assert_same_fit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge_server.core import MiniBatchKMeans, _blas, _columns, _kmeans_steps, _screen
+from bridge_server.core import MiniBatchKMeans, _blas, _columns, _kmeans_steps, _row_norms, _screen
 
 
-def _labels(X: np.ndarray, C: np.ndarray, *, screen: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Labels by :meth:`Scorer.labels` with or without the screen, and the undecided rows."""
+def _labels(
+    X: np.ndarray, C: np.ndarray, *, screen: bool, given_norms: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels by :meth:`Scorer.labels` with or without the screen, and the undecided rows.
+
+    ``given_norms``: the screen is given the rows' squared norms from
+    validation's pass (:func:`_row_norms.finite_sq_norms`) instead of taking them.
+    """
     scorer = _kmeans_steps.Scorer(C.shape[0], C.shape[1], C.dtype)
     if not screen:
         scorer.screen = None
     scorer.set_centers(C)
     work = scorer.work(X.shape[0])
     out = np.empty(X.shape[0], dtype=np.intp)
+    norms = _row_norms.finite_sq_norms(np.ascontiguousarray(X)) if given_norms else None
+    assert norms is not None or not given_norms
     with _blas.section(1):
-        scorer.labels(X, work, out)
+        scorer.labels(X, work, out, sq_norms=norms)
         undecided = np.empty(0, dtype=np.intp)
         if screen:
             assert scorer.screen is not None
-            found = scorer.screen.label(X, work.screen, np.empty_like(out))
+            found = scorer.screen.label(X, work.screen, np.empty_like(out), sq_norms=norms)
             undecided = np.arange(X.shape[0]) if found is None else found
     return out, undecided
 
@@ -142,9 +150,10 @@ def test_one_huge_row_leaves_its_block_to_the_exact_scores():
     log_scale=st.floats(-8, 12),
     offset=st.floats(-1e3, 1e3),
     spread=st.sampled_from([0.0, 1e-9, 1e-5, 1e-2, 0.5]),
+    given_norms=st.booleans(),
 )
 def test_screened_labels_are_the_exact_argmin(
-    seed, n_features, n_clusters, log_scale, offset, spread
+    seed, n_features, n_clusters, log_scale, offset, spread, given_norms
 ):
     rng = np.random.RandomState(seed)
     scale = 10.0**log_scale
@@ -157,14 +166,15 @@ def test_screened_labels_are_the_exact_argmin(
             + rng.normal(size=(n - n // 2, n_features)) * scale,
         ]
     )
-    labels, _ = _labels(X, C, screen=True)
+    labels, _ = _labels(X, C, screen=True, given_norms=given_norms)
     np.testing.assert_array_equal(labels, _exact(X, C))
 
 
+@pytest.mark.parametrize("given_norms", [False, True])
 @pytest.mark.parametrize(
     "n_features", [_screen.SCREEN_MIN_FEATURES, 50, _screen.SCREEN_MAX_FEATURES]
 )
-def test_the_threshold_covers_both_passes_rounding(n_features):
+def test_the_threshold_covers_both_passes_rounding(n_features, given_norms):
     # White box: the margin the screen actually used, threshold - best in
     # float32, must be at least the proven bound 2 (K + 6) (u + 2**-53) W.
     # Rows of mixed sizes and a large best score stress its float32 evaluation.
@@ -180,8 +190,11 @@ def test_the_threshold_covers_both_passes_rounding(n_features):
     scorer.set_centers(C)
     work = scorer.work(len(X))
     assert scorer.screen is not None and work.screen is not None
+    # The norms validation takes (float64 sums of the unrounded rows), or the screen's own.
+    norms = _row_norms.finite_sq_norms(X) if given_norms else None
     with _blas.section(1):
-        assert scorer.screen.label(X, work.screen, np.empty(len(X), np.intp)) is not None
+        labelled = scorer.screen.label(X, work.screen, np.empty(len(X), np.intp), sq_norms=norms)
+        assert labelled is not None
     margin = work.screen.threshold.astype(np.float64) - work.screen.best
     c_max = np.sqrt(np.einsum("ij,ij->i", C, C).max())
     W = 2 * np.linalg.norm(X, axis=1) * c_max + c_max**2
@@ -195,17 +208,19 @@ def test_a_wide_block_labels_exactly():
     X = np.concatenate(
         [C[rng.randint(0, 6, 300)] + 0.5 * rng.normal(size=(300, K)), _near_ties(rng, 100, C, 1e-9)]
     )
-    labels, undecided = _labels(X, C, screen=True)
-    np.testing.assert_array_equal(labels, _exact(X, C))
-    assert 0 < undecided.size < len(X)
+    for given_norms in (False, True):
+        labels, undecided = _labels(X, C, screen=True, given_norms=given_norms)
+        np.testing.assert_array_equal(labels, _exact(X, C))
+        assert 0 < undecided.size < len(X)
 
 
 def test_subnormal_rows_nan_rows_and_no_rows():
     rng = np.random.RandomState(7)
     C = rng.normal(size=(5, 9))
     tiny = rng.normal(size=(300, 9)) * 1e-40  # subnormal in float32: decided by the floor
-    labels, _ = _labels(tiny, C, screen=True)
-    np.testing.assert_array_equal(labels, _exact(tiny, C))
+    for given_norms in (False, True):
+        labels, _ = _labels(tiny, C, screen=True, given_norms=given_norms)
+        np.testing.assert_array_equal(labels, _exact(tiny, C))
     scorer = _kmeans_steps.Scorer(5, 9, np.float64)
     scorer.set_centers(C)
     work = scorer.work(300)
