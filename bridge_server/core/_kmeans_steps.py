@@ -834,6 +834,8 @@ class _BlockLabeller:
     ) -> None:
         #: Whether a row's squares may be summed in any order (see :func:`_sample_sq_distances`).
         self.any_order = not sklearn_order
+        #: Whether :meth:`run` returns each block's total alone (see :func:`_block_totals`).
+        self.block_totals = _block_totals(X, sample_weight, centers.dtype, sklearn_order)
         #: Squared norms of every row of ``X`` for the screen, or None.
         self.sq_norms = sq_norms
         self.finite_check = finite_check
@@ -885,6 +887,16 @@ class _BlockLabeller:
         sq = self.sq[:n]
         # In pieces of the diff buffer's rows: each row's value is its own.
         piece = self.diff.shape[0]
+        if self.block_totals:
+            total = 0.0
+            for first in range(0, n, piece):
+                last = min(first + piece, n)
+                diff = self.diff[: last - first]
+                self.centers.take(lab[first:last], axis=0, out=diff, mode="clip")
+                flat = np.subtract(xb[first:last], diff, out=diff).reshape(-1)
+                total += float(np.dot(flat, flat))
+            sq[0] = total
+            return sq[:1]
         for first in range(0, n, piece):
             last = min(first + piece, n)
             _sample_sq_distances(
@@ -978,7 +990,8 @@ def labels_inertia(
         of four features), as an inertia that steers the algorithm (choosing
         the best init) must. False, for an inertia that is only reported
         (``inertia_``, ``score``): rows of :data:`FAST_SQ_MIN_FEATURES` or
-        more features are summed by ``einsum``.
+        more features are summed by ``einsum``, or for unweighted float64
+        rows a block at a time (see :func:`_block_totals`).
     finite_check : callable() or None
         Given when ``X`` has not been checked for NaN and infinity: each
         block is checked as it is labelled (free where the float32 screen
@@ -1024,6 +1037,8 @@ def labels_inertia(
     else:
         block, min_blocks = score_rows, PARALLEL_MIN_BLOCKS
     n_blocks = -(-n_samples // block)
+    # An inertia summed by blocks adds one total per block, in block order.
+    n_values = n_blocks if _block_totals(X, sample_weight, dtype, sklearn_order) else n_samples
     # Blocks are shared between Python threads with one BLAS thread each: that
     # also spreads the argmin and distances, so it beats splitting products
     # between BLAS threads even for 50 features.
@@ -1077,13 +1092,33 @@ def labels_inertia(
     quiet = np.errstate(all="ignore") if finite_check is not None else contextlib.nullcontext()
     with quiet:
         inertia = _labels_inertia_blocks(
-            labeller, n_samples, block, n_threads, on_block, dtype, sum_threads
+            labeller, n_samples, block, n_threads, on_block, dtype, sum_threads, n_values
         )
     # Only after a clean finish: an exception (an interrupt during a join) can
     # leave a helper still writing into its buffers.
     for buffers in taken:
         _scratch.POOL.give(pool_key, buffers, buffers.nbytes)
     return inertia
+
+
+def _block_totals(
+    X: np.ndarray, sample_weight: np.ndarray | None, dtype: np.dtype, sklearn_order: bool
+) -> bool:
+    """Whether an inertia is summed as one dot product per block, the blocks in order.
+
+    Only for an inertia that is only reported (not ``sklearn_order``), of
+    unweighted float64 rows of :data:`FAST_SQ_MIN_FEATURES` or more
+    features: a block's squared differences in one BLAS dot product (4x
+    faster than ``einsum``'s per-row sums at 50 features). float32 keeps
+    scikit-learn's row order: its float32 running sum drifts from the exact
+    value as the rows add up, and the core's must drift alike.
+    """
+    return (
+        not sklearn_order
+        and sample_weight is None
+        and np.dtype(dtype) == np.float64
+        and X.shape[1] >= FAST_SQ_MIN_FEATURES
+    )
 
 
 def _once(check: Callable[[], None]) -> Callable[[], None]:
@@ -1130,14 +1165,18 @@ def _labels_inertia_blocks(
     on_block: Callable[[int, int], None] | None,
     dtype: np.dtype,
     sum_threads: int,
+    n_values: int,
 ) -> float:
     """The block loop of :func:`labels_inertia`: ``n_samples`` rows on ``n_threads`` threads.
 
     ``labeller`` makes one thread's :class:`_BlockLabeller`; the others'
-    are as in :func:`labels_inertia`.
+    are as in :func:`labels_inertia`. The blocks' values (``n_values`` in
+    all: one per row, or one per block) are summed in row order.
     """
     n_blocks = -(-n_samples // block)
-    total = _openmp.PrangeSum(n_samples, sum_threads, dtype)
+    if n_values != n_samples:
+        sum_threads = 1
+    total = _openmp.PrangeSum(n_values, sum_threads, dtype)
     # One BLAS thread throughout (other core calls share it); a section at
     # another count gets a turn between blocks (one thread) or rounds of
     # blocks (helpers idle), never mid-block.

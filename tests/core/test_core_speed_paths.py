@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 
@@ -204,6 +205,29 @@ def test_a_reported_inertia_may_sum_wide_rows_by_einsum(dtype):
     assert ordered == float(np.cumsum(sq_ordered, dtype=dtype)[-1])
     assert fast == float(np.cumsum(sq_fast, dtype=dtype)[-1])
     assert fast == pytest.approx(ordered, rel=1e-12 if dtype == np.float64 else 1e-4)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_a_reported_unweighted_float64_inertia_is_summed_by_blocks(monkeypatch, n_threads):
+    # One dot product per block, the blocks' totals added in block order:
+    # within rounding of the exact total, and the same bits on every call
+    # whichever thread finished which block first.
+    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: n_threads)
+    rng = np.random.RandomState(8)
+    X = rng.normal(size=(60_000, 20)) * 3 + 1000  # far from the origin: orders differ
+    C = X[rng.choice(X.shape[0], 30, replace=False)]
+    labels = np.empty(X.shape[0], np.int32)
+    totals = {_kmeans_steps.labels_inertia(X, None, C, labels, sklearn_order=False) for _ in "abcd"}
+    assert len(totals) == 1
+    diff = X - C[labels]
+    exact = math.fsum(np.einsum("ij,ij->i", diff, diff))
+    assert totals.pop() == pytest.approx(exact, rel=1e-13)
+    assert _kmeans_steps._block_totals(X, None, np.dtype(np.float64), sklearn_order=False)
+    # Weighted, float32, narrow rows or scikit-learn's order: row by row.
+    assert not _kmeans_steps._block_totals(X, X[:, 0], np.dtype(np.float64), sklearn_order=False)
+    assert not _kmeans_steps._block_totals(X, None, np.dtype(np.float32), sklearn_order=False)
+    assert not _kmeans_steps._block_totals(X[:, :2], None, np.dtype(np.float64), False)
+    assert not _kmeans_steps._block_totals(X, None, np.dtype(np.float64), sklearn_order=True)
 
 
 def test_only_reported_inertias_leave_sklearns_order(monkeypatch):
