@@ -275,7 +275,7 @@ def run(
 #: Each library's "minibatch loop" is what its fit spends outside them (the
 #: loop and the little glue around the phases), measured alike on both sides.
 CORE_PHASES = (
-    ("validation", MiniBatchKMeans, "_validate_data"),
+    ("validation", MiniBatchKMeans, "_validated"),
     ("initialisation", MiniBatchKMeans, "_init_centroids"),
     ("labels and inertia", _minibatch_kmeans.steps, "labels_inertia"),
 )
