@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 
 import numpy as np
 
 from ._split_sum import SPLIT_MIN_VALUES, usable_cores
 from ._twin import run_parts
+
+#: Rows whose float64 norms are taken at once before being stored in float32.
+PIECE_ROWS = 1 << 14
 
 #: Most rows whose norms are kept (16 MiB of float32): a longer input (a
 #: memory map far larger than memory, say) is validated as usual, and each
@@ -67,17 +71,25 @@ def finite_sq_norms(X: np.ndarray) -> np.ndarray | None:
         :func:`._split_sum.usable_cores` threads for large inputs.
     """
     n_rows = X.shape[0]
-    norms = np.empty(n_rows, dtype=np.float64)
+    norms = np.empty(n_rows, dtype=np.float32)
     threads = usable_cores() if X.size >= SPLIT_MIN_VALUES else 1
     bounds = [n_rows * part // threads for part in range(threads + 1)]
+    totals: list[float] = []
 
     def run(start: int, stop: int) -> None:
+        # float64 sums a piece at a time (the float64 scratch stays small and
+        # in cache), stored in float32; the pieces' totals in Python floats,
+        # where NaN and infinity carry through.
+        scratch = np.empty(min(PIECE_ROWS, stop - start), dtype=np.float64)
+        total = 0.0
         with np.errstate(all="ignore"):
-            rows = X[start:stop]
-            np.einsum("ij,ij->i", rows, rows, out=norms[start:stop])
+            for first in range(start, stop, PIECE_ROWS):
+                last = min(first + PIECE_ROWS, stop)
+                rows, piece = X[first:last], scratch[: last - first]
+                np.einsum("ij,ij->i", rows, rows, out=piece)
+                total += float(np.add.reduce(piece))
+                np.copyto(norms[first:last], piece, casting="same_kind")
+        totals.append(total)
 
     run_parts([functools.partial(run, a, b) for a, b in itertools.pairwise(bounds)])
-    with np.errstate(all="ignore"):
-        if not np.isfinite(np.add.reduce(norms)):
-            return None
-        return norms.astype(np.float32)
+    return norms if math.isfinite(sum(totals)) else None
