@@ -347,7 +347,13 @@ class MiniBatchKMeans(BaseEstimator):
         if sq_norms:
             # (check_array's own errors after its finite check are for empty
             # arrays only, which hold no NaN: the order is unchanged.)
-            screened = _screen.screens(array.shape[1], self.n_clusters, array.dtype)
+            # A fitted model's own center count (partial_fit does not check
+            # n_clusters again after the first call, nor does scikit-learn).
+            centers = getattr(self, "cluster_centers_", None)
+            n_clusters = self.n_clusters if centers is None else centers.shape[0]
+            screened = isinstance(n_clusters, numbers.Integral) and _screen.screens(
+                array.shape[1], n_clusters, array.dtype
+            )
             if _row_norms.wanted(array, screened):
                 norms = _row_norms.finite_sq_norms(array)
             if norms is None:

@@ -153,3 +153,30 @@ def test_fits_with_validations_norms_match_sklearn_and_fits_without(monkeypatch,
     without = run(MiniBatchKMeans)
     np.testing.assert_array_equal(ours.cluster_centers_, without.cluster_centers_)
     np.testing.assert_array_equal(ours.labels_, without.labels_)
+
+
+@pytest.mark.parametrize("n_clusters", [None, "abc", 2**30])
+@pytest.mark.parametrize("kind", ["nan", "features", "clean"])
+def test_a_later_partial_fit_does_not_read_an_unchecked_n_clusters(n_clusters, kind):
+    # scikit-learn checks parameters on the first partial_fit only; a later
+    # call validates X against the fitted model (its own center count),
+    # whatever n_clusters was set to since: the same error as scikit-learn's.
+    X = _rows(300, n_features=12, seed=6)
+    Y = _rows(300, n_features=10 if kind == "features" else 12, seed=7)
+    if kind == "nan":
+        Y[5, 5] = np.nan
+
+    def call(cls):
+        model = cls(n_clusters=3, random_state=0).partial_fit(X)
+        model.set_params(n_clusters=n_clusters)
+        return model.partial_fit(Y)
+
+    if kind == "clean" and n_clusters == 2**30:  # no error: both go on with three centers
+        ours, ref = call(MiniBatchKMeans), call(SkMiniBatchKMeans)
+        np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
+        return
+    expected = sklearn_error(lambda: call(SkMiniBatchKMeans))
+    with pytest.raises(type(expected)) as info:
+        call(MiniBatchKMeans)
+    if kind != "clean":  # (the clean call's TypeError is raised elsewhere, worded by Python)
+        assert str(info.value) == str(expected)
