@@ -533,8 +533,10 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> 
     """Validate ``sample_weight`` for ``n_samples`` rows; ``None`` stays ``None``.
 
     Unit weights are left implicit (``None``) so that no length-``n_samples``
-    array of ones is ever allocated; a scalar becomes a full array, as in
-    scikit-learn.
+    array of ones is ever allocated, and weights that are all 1 become
+    ``None`` too: scikit-learn gives both the same results, bit for bit, and
+    so must the core's faster paths for unweighted rows. Any other scalar
+    becomes a full array, as in scikit-learn.
 
     Returns
     -------
@@ -543,7 +545,8 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> 
     if sample_weight is None:
         return None
     if isinstance(sample_weight, numbers.Number):
-        return np.full(n_samples, sample_weight, dtype=dtype)
+        sw = np.full(n_samples, sample_weight, dtype=dtype)
+        return None if n_samples and sw[0] == 1 else sw
     if is_sparse(sample_weight):
         raise TypeError(
             "Sparse data was passed for sample_weight, but dense data is required. "
@@ -572,6 +575,8 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> 
         raise ValueError("Sample weights must be 1D array or scalar")
     if sw.shape != (n_samples,):
         raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(n_samples,)}!")
+    if np.minimum.reduce(sw) == 1 and np.maximum.reduce(sw) == 1:
+        return None
     return sw
 
 
