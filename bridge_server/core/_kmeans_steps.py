@@ -831,11 +831,13 @@ class _BlockLabeller:
         margins: _screen.Margins | None = None,
         known: Known | None = None,
         sq_norms: np.ndarray | None = None,
+        chunk_totals: bool = False,
     ) -> None:
         #: Whether a row's squares may be summed in any order (see :func:`_sample_sq_distances`).
         self.any_order = not sklearn_order
-        #: Whether :meth:`run` returns each block's total alone (see :func:`_block_totals`).
-        self.block_totals = _block_totals(X, sample_weight, centers.dtype, sklearn_order)
+        #: Whether :meth:`run` returns the totals of the block's 256-row chunks
+        #: instead of each row's value (see :func:`_block_totals`).
+        self.block_totals = chunk_totals
         #: Squared norms of every row of ``X`` for the screen, or None.
         self.sq_norms = sq_norms
         self.finite_check = finite_check
@@ -888,15 +890,16 @@ class _BlockLabeller:
         # In pieces of the diff buffer's rows: each row's value is its own.
         piece = self.diff.shape[0]
         if self.block_totals:
-            total = 0.0
-            for first in range(0, n, piece):
-                last = min(first + piece, n)
+            # One total per 256-row chunk (blocks start on chunk boundaries),
+            # so the totals do not depend on how rows were split into blocks.
+            totals = sq[: -(-n // ROW_CHUNK)]
+            for index, first in enumerate(range(0, n, ROW_CHUNK)):
+                last = min(first + ROW_CHUNK, n)
                 diff = self.diff[: last - first]
                 self.centers.take(lab[first:last], axis=0, out=diff, mode="clip")
                 flat = np.subtract(xb[first:last], diff, out=diff).reshape(-1)
-                total += float(np.dot(flat, flat))
-            sq[0] = total
-            return sq[:1]
+                totals[index] = np.dot(flat, flat)
+            return totals
         for first in range(0, n, piece):
             last = min(first + piece, n)
             _sample_sq_distances(
@@ -1037,8 +1040,12 @@ def labels_inertia(
     else:
         block, min_blocks = score_rows, PARALLEL_MIN_BLOCKS
     n_blocks = -(-n_samples // block)
-    # An inertia summed by blocks adds one total per block, in block order.
-    n_values = n_blocks if _block_totals(X, sample_weight, dtype, sklearn_order) else n_samples
+    # An inertia summed by chunks adds one total per 256-row chunk, in order
+    # (every block must start on a chunk boundary).
+    by_chunks = _block_totals(X, sample_weight, dtype, sklearn_order) and (
+        block % ROW_CHUNK == 0 or block >= n_samples
+    )
+    n_values = -(-n_samples // ROW_CHUNK) if by_chunks else n_samples
     # Blocks are shared between Python threads with one BLAS thread each: that
     # also spreads the argmin and distances, so it beats splitting products
     # between BLAS threads even for 50 features.
@@ -1084,6 +1091,7 @@ def labels_inertia(
             margins=margins,
             known=known,
             sq_norms=sq_norms,
+            chunk_totals=by_chunks,
         )
 
     # Unchecked input may hold NaN or infinity until a block's check finds it:
@@ -1092,7 +1100,14 @@ def labels_inertia(
     quiet = np.errstate(all="ignore") if finite_check is not None else contextlib.nullcontext()
     with quiet:
         inertia = _labels_inertia_blocks(
-            labeller, n_samples, block, n_threads, on_block, dtype, sum_threads, n_values
+            labeller,
+            n_samples,
+            block,
+            n_threads,
+            on_block,
+            dtype,
+            1 if by_chunks else sum_threads,  # (chunks' totals: left to right)
+            n_values,
         )
     # Only after a clean finish: an exception (an interrupt during a join) can
     # leave a helper still writing into its buffers.
@@ -1104,14 +1119,15 @@ def labels_inertia(
 def _block_totals(
     X: np.ndarray, sample_weight: np.ndarray | None, dtype: np.dtype, sklearn_order: bool
 ) -> bool:
-    """Whether an inertia is summed as one dot product per block, the blocks in order.
+    """Whether an inertia is summed as one dot product per 256-row chunk, the chunks in order.
 
     Only for an inertia that is only reported (not ``sklearn_order``), of
     unweighted float64 rows of :data:`FAST_SQ_MIN_FEATURES` or more
-    features: a block's squared differences in one BLAS dot product (4x
-    faster than ``einsum``'s per-row sums at 50 features). float32 keeps
-    scikit-learn's row order: its float32 running sum drifts from the exact
-    value as the rows add up, and the core's must drift alike.
+    features: a chunk's squared differences in one BLAS dot product (4x
+    faster than ``einsum``'s per-row sums at 50 features), the chunks'
+    totals added left to right whatever the blocks and threads. float32
+    keeps scikit-learn's row order: its float32 running sum drifts from the
+    exact value as the rows add up, and the core's must drift alike.
     """
     return (
         not sklearn_order
@@ -1174,8 +1190,6 @@ def _labels_inertia_blocks(
     all: one per row, or one per block) are summed in row order.
     """
     n_blocks = -(-n_samples // block)
-    if n_values != n_samples:
-        sum_threads = 1
     total = _openmp.PrangeSum(n_values, sum_threads, dtype)
     # One BLAS thread throughout (other core calls share it); a section at
     # another count gets a turn between blocks (one thread) or rounds of

@@ -207,27 +207,51 @@ def test_a_reported_inertia_may_sum_wide_rows_by_einsum(dtype):
     assert fast == pytest.approx(ordered, rel=1e-12 if dtype == np.float64 else 1e-4)
 
 
-@pytest.mark.parametrize("n_threads", [1, 2])
-def test_a_reported_unweighted_float64_inertia_is_summed_by_blocks(monkeypatch, n_threads):
-    # One dot product per block, the blocks' totals added in block order:
-    # within rounding of the exact total, and the same bits on every call
-    # whichever thread finished which block first.
-    monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda: n_threads)
+def test_a_reported_unweighted_float64_inertia_is_summed_by_chunks(monkeypatch):
+    # One dot product per 256-row chunk, the chunks' totals added left to
+    # right: the same bits on every call and for any number of threads (which
+    # changes how rows are split into blocks), and within rounding of the
+    # exact total.
     rng = np.random.RandomState(8)
     X = rng.normal(size=(60_000, 20)) * 3 + 1000  # far from the origin: orders differ
     C = X[rng.choice(X.shape[0], 30, replace=False)]
     labels = np.empty(X.shape[0], np.int32)
-    totals = {_kmeans_steps.labels_inertia(X, None, C, labels, sklearn_order=False) for _ in "abcd"}
-    assert len(totals) == 1
+    model = MiniBatchKMeans(n_clusters=30, random_state=0).fit(X[:5000])
+    totals, scores = set(), set()
+    for n_threads in (1, 2, 3, 4, 1):
+        monkeypatch.setattr(_kmeans_steps, "_n_threads", lambda n=n_threads: n)
+        totals.add(_kmeans_steps.labels_inertia(X, None, C, labels, sklearn_order=False))
+        scores.add(model.score(X))
+    assert len(scores) == 1
     diff = X - C[labels]
+    flat = [diff[a : a + 256].reshape(-1) for a in range(0, len(X), 256)]
+    by_chunks = 0.0
+    for chunk in flat:
+        by_chunks += float(np.dot(chunk, chunk))
+    assert totals == {by_chunks}
     exact = math.fsum(np.einsum("ij,ij->i", diff, diff))
-    assert totals.pop() == pytest.approx(exact, rel=1e-13)
+    assert by_chunks == pytest.approx(exact, rel=1e-13)
     assert _kmeans_steps._block_totals(X, None, np.dtype(np.float64), sklearn_order=False)
     # Weighted, float32, narrow rows or scikit-learn's order: row by row.
     assert not _kmeans_steps._block_totals(X, X[:, 0], np.dtype(np.float64), sklearn_order=False)
     assert not _kmeans_steps._block_totals(X, None, np.dtype(np.float32), sklearn_order=False)
     assert not _kmeans_steps._block_totals(X[:, :2], None, np.dtype(np.float64), False)
     assert not _kmeans_steps._block_totals(X, None, np.dtype(np.float64), sklearn_order=True)
+
+
+@pytest.mark.parametrize("n_features", [3, 20])
+def test_unit_weights_give_the_unweighted_results(n_features):
+    # As in scikit-learn, where sample_weight=None means ones: the same bits
+    # for inertia_, score and the centers, however the weights are given.
+    rng = np.random.RandomState(n_features)
+    X = rng.normal(size=(20_000, n_features)) * 3 + 100
+    ref = MiniBatchKMeans(n_clusters=30, random_state=0).fit(X)
+    for weights in (np.ones(len(X)), np.ones(len(X), np.float32), 1, 1.0, True):
+        model = MiniBatchKMeans(n_clusters=30, random_state=0).fit(X, sample_weight=weights)
+        assert model.inertia_ == ref.inertia_
+        np.testing.assert_array_equal(model.cluster_centers_, ref.cluster_centers_)
+        assert ref.score(X, sample_weight=weights) == ref.score(X)
+    assert ref.score(X, sample_weight=np.full(len(X), 2.0)) == pytest.approx(2 * ref.score(X))
 
 
 def test_only_reported_inertias_leave_sklearns_order(monkeypatch):
