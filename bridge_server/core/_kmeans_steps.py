@@ -890,15 +890,23 @@ class _BlockLabeller:
         # In pieces of the diff buffer's rows: each row's value is its own.
         piece = self.diff.shape[0]
         if self.block_totals:
-            # One total per 256-row chunk (blocks start on chunk boundaries),
-            # so the totals do not depend on how rows were split into blocks.
+            # One total per 256-row chunk (blocks and pieces start on chunk
+            # boundaries), so the totals do not depend on how rows were split
+            # into blocks; each chunk's squares summed as one long row.
             totals = sq[: -(-n // ROW_CHUNK)]
-            for index, first in enumerate(range(0, n, ROW_CHUNK)):
-                last = min(first + ROW_CHUNK, n)
+            for first in range(0, n, piece):
+                last = min(first + piece, n)
                 diff = self.diff[: last - first]
                 self.centers.take(lab[first:last], axis=0, out=diff, mode="clip")
-                flat = np.subtract(xb[first:last], diff, out=diff).reshape(-1)
-                totals[index] = np.dot(flat, flat)
+                np.subtract(xb[first:last], diff, out=diff)
+                chunk = first // ROW_CHUNK
+                whole = (last - first) // ROW_CHUNK
+                if whole:
+                    rows = diff[: whole * ROW_CHUNK].reshape(whole, -1)
+                    _row_dots(rows, out=totals[chunk : chunk + whole])
+                if whole * ROW_CHUNK < last - first:  # the last rows of X
+                    rest = diff[whole * ROW_CHUNK :].reshape(1, -1)
+                    _row_dots(rest, out=totals[chunk + whole :][:1])
             return totals
         for first in range(0, n, piece):
             last = min(first + piece, n)
@@ -1116,6 +1124,20 @@ def labels_inertia(
     return inertia
 
 
+def _row_dots(rows: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Each row of ``rows`` (m, L) dotted with itself into ``out`` (m,).
+
+    ``np.vecdot`` (NumPy 2: a BLAS dot per row, twice as fast on long
+    rows), else ``einsum``.
+    """
+    if _VECDOT is not None:
+        return _VECDOT(rows, rows, out=out)
+    return np.einsum("ij,ij->i", rows, rows, out=out)
+
+
+_VECDOT = getattr(np, "vecdot", None)
+
+
 def _block_totals(
     X: np.ndarray, sample_weight: np.ndarray | None, dtype: np.dtype, sklearn_order: bool
 ) -> bool:
@@ -1123,9 +1145,9 @@ def _block_totals(
 
     Only for an inertia that is only reported (not ``sklearn_order``), of
     unweighted float64 rows of :data:`FAST_SQ_MIN_FEATURES` or more
-    features: a chunk's squared differences in one BLAS dot product (4x
-    faster than ``einsum``'s per-row sums at 50 features), the chunks'
-    totals added left to right whatever the blocks and threads. float32
+    features: a chunk's squared differences summed as one long row
+    (:func:`_row_dots`; about 3x faster than per-row sums at 50 features),
+    the chunks' totals added left to right whatever the blocks and threads. float32
     keeps scikit-learn's row order: its float32 running sum drifts from the
     exact value as the rows add up, and the core's must drift alike.
     """
