@@ -836,8 +836,8 @@ class _BlockLabeller:
         #: Whether a row's squares may be summed in any order (see :func:`_sample_sq_distances`).
         self.any_order = not sklearn_order
         #: Whether :meth:`run` returns the totals of the block's 256-row chunks
-        #: instead of each row's value (see :func:`_block_totals`).
-        self.block_totals = chunk_totals
+        #: instead of each row's value (see :func:`_chunk_totals`).
+        self.chunk_totals = chunk_totals
         #: Squared norms of every row of ``X`` for the screen, or None.
         self.sq_norms = sq_norms
         self.finite_check = finite_check
@@ -889,7 +889,7 @@ class _BlockLabeller:
         sq = self.sq[:n]
         # In pieces of the diff buffer's rows: each row's value is its own.
         piece = self.diff.shape[0]
-        if self.block_totals:
+        if self.chunk_totals:
             # One total per 256-row chunk (blocks and pieces start on chunk
             # boundaries), so the totals do not depend on how rows were split
             # into blocks; each chunk's squares summed as one long row.
@@ -1002,7 +1002,7 @@ def labels_inertia(
         the best init) must. False, for an inertia that is only reported
         (``inertia_``, ``score``): rows of :data:`FAST_SQ_MIN_FEATURES` or
         more features are summed by ``einsum``, or for unweighted float64
-        rows a block at a time (see :func:`_block_totals`).
+        rows a 256-row chunk at a time (see :func:`_chunk_totals`).
     finite_check : callable() or None
         Given when ``X`` has not been checked for NaN and infinity: each
         block is checked as it is labelled (free where the float32 screen
@@ -1050,7 +1050,7 @@ def labels_inertia(
     n_blocks = -(-n_samples // block)
     # An inertia summed by chunks adds one total per 256-row chunk, in order
     # (every block must start on a chunk boundary).
-    by_chunks = _block_totals(X, sample_weight, dtype, sklearn_order) and (
+    by_chunks = _chunk_totals(X, sample_weight, dtype, sklearn_order) and (
         block % ROW_CHUNK == 0 or block >= n_samples
     )
     n_values = -(-n_samples // ROW_CHUNK) if by_chunks else n_samples
@@ -1138,7 +1138,7 @@ def _row_dots(rows: np.ndarray, out: np.ndarray) -> np.ndarray:
 _VECDOT = getattr(np, "vecdot", None)
 
 
-def _block_totals(
+def _chunk_totals(
     X: np.ndarray, sample_weight: np.ndarray | None, dtype: np.dtype, sklearn_order: bool
 ) -> bool:
     """Whether an inertia is summed as one dot product per 256-row chunk, the chunks in order.
@@ -1147,9 +1147,9 @@ def _block_totals(
     unweighted float64 rows of :data:`FAST_SQ_MIN_FEATURES` or more
     features: a chunk's squared differences summed as one long row
     (:func:`_row_dots`; about 3x faster than per-row sums at 50 features),
-    the chunks' totals added left to right whatever the blocks and threads. float32
-    keeps scikit-learn's row order: its float32 running sum drifts from the
-    exact value as the rows add up, and the core's must drift alike.
+    the chunks' totals added left to right whatever the blocks and threads.
+    float32 keeps scikit-learn's row order: its float32 running sum drifts
+    from the exact value as the rows add up, and the core's must drift alike.
     """
     return (
         not sklearn_order
@@ -1209,7 +1209,7 @@ def _labels_inertia_blocks(
 
     ``labeller`` makes one thread's :class:`_BlockLabeller`; the others'
     are as in :func:`labels_inertia`. The blocks' values (``n_values`` in
-    all: one per row, or one per block) are summed in row order.
+    all: one per row, or one per 256-row chunk) are summed in row order.
     """
     n_blocks = -(-n_samples // block)
     total = _openmp.PrangeSum(n_values, sum_threads, dtype)

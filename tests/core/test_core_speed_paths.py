@@ -233,12 +233,12 @@ def test_a_reported_unweighted_float64_inertia_is_summed_by_chunks(monkeypatch):
         assert totals == {by_chunks}
     exact = math.fsum(np.einsum("ij,ij->i", diff, diff))
     assert by_chunks == pytest.approx(exact, rel=1e-13)
-    assert _kmeans_steps._block_totals(X, None, np.dtype(np.float64), sklearn_order=False)
+    assert _kmeans_steps._chunk_totals(X, None, np.dtype(np.float64), sklearn_order=False)
     # Weighted, float32, narrow rows or scikit-learn's order: row by row.
-    assert not _kmeans_steps._block_totals(X, X[:, 0], np.dtype(np.float64), sklearn_order=False)
-    assert not _kmeans_steps._block_totals(X, None, np.dtype(np.float32), sklearn_order=False)
-    assert not _kmeans_steps._block_totals(X[:, :2], None, np.dtype(np.float64), False)
-    assert not _kmeans_steps._block_totals(X, None, np.dtype(np.float64), sklearn_order=True)
+    assert not _kmeans_steps._chunk_totals(X, X[:, 0], np.dtype(np.float64), sklearn_order=False)
+    assert not _kmeans_steps._chunk_totals(X, None, np.dtype(np.float32), sklearn_order=False)
+    assert not _kmeans_steps._chunk_totals(X[:, :2], None, np.dtype(np.float64), False)
+    assert not _kmeans_steps._chunk_totals(X, None, np.dtype(np.float64), sklearn_order=True)
 
 
 @pytest.mark.parametrize("n_features", [3, 20])
