@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _argmin
+
 #: Bytes of a row from which NumPy's row-by-row argmin runs its vector loop
 #: on AVX-512 (64 float32 or 32 float64 values): shorter rows take a scalar
 #: loop, and only they are worth laying out (k, n).
@@ -115,9 +117,9 @@ def first_min(
 ) -> None:
     """Each column's argmin of ``scores`` (k, n) into ``out`` (n,): the first on ties.
 
-    The same labels as ``np.argmin(scores, axis=0)``, NaN included (a column
-    holding NaN gets the first one's index): columns with a tie or a NaN,
-    where no single center equals the minimum, are left to ``np.argmin``.
+    The same labels as ``np.argmin(scores, axis=0)`` where no score is NaN;
+    columns with a tie or a NaN, where no single center equals the
+    minimum, are left to :func:`._argmin.argmin` (scikit-learn's rule for NaN).
     ``flags`` was made with the scores' dtype. With ``gaps`` (n,) float32,
     also records each column's second smallest score less its smallest
     (inf for one center; -inf where the minimum is tied or NaN), and
@@ -129,7 +131,7 @@ def first_min(
     within = np.equal(scores, best, out=flags.within[:, :n])
     left = single_flag(within, flags, out)
     if left.size:
-        out[left] = np.argmin(scores[:, left], axis=0)
+        out[left] = _argmin.argmin(scores[:, left], axis=0)
     if gaps is not None:
         np.copyto(scores, scores.dtype.type(np.inf), where=within)
         np.subtract(np.min(scores, axis=0), best, out=gaps, casting="same_kind")

@@ -36,7 +36,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from . import _blas, _columns, _openmp, _prune, _scratch, _screen
+from . import _argmin, _blas, _columns, _openmp, _prune, _scratch, _screen
 from ._context import check_cancelled, emit_verbose, warn
 from ._early_stop import Bounded
 from ._split_sum import usable_cores
@@ -438,6 +438,8 @@ class Scorer:
         """Score against ``centers`` (n_clusters, n_features) from now on."""
         np.multiply(centers, self._minus_two, out=self._scaled)
         np.einsum("ij,ij->i", centers, centers, out=self.norms)
+        #: Whether no score can be NaN unless a product makes it (see :mod:`._argmin`).
+        self.finite_centers = _argmin.finite_total(self.norms)
         if self.screen is not None:
             self.screen.set_centers(centers, self.norms)
 
@@ -545,8 +547,10 @@ class Scorer:
                 scores, work.flags, out[:whole], None if gaps is None else gaps[:whole]
             )
         if whole < n_rows:
-            scores = self.scores(X[whole:], work.rows, work.scores(n_rows - whole))
+            scores, nan = self.watched_scores(X[whole:], work.rows, work.scores(n_rows - whole))
             np.argmin(scores, axis=1, out=out[whole:])
+            if nan:
+                _argmin.fix_rows(scores, out[whole:])
             if gaps is not None:
                 _columns.row_gaps(scores, out[whole:], gaps[whole:])
         if margins is not None:
@@ -576,6 +580,17 @@ class Scorer:
         if not self.fold:
             return None
         return np.ones((self.n_features + 1, n_rows), dtype=self.dtype).T
+
+    def watched_scores(
+        self, X: np.ndarray, rows: np.ndarray | None, out: np.ndarray
+    ) -> tuple[np.ndarray, bool]:
+        """:meth:`scores`, and whether any of them may be NaN (see :mod:`._argmin`).
+
+        False proves none is: no operation made NaN and the centers hold none.
+        """
+        with _argmin.watch():
+            scores = self.scores(X, rows, out)
+            return scores, _argmin.seen() or not self.finite_centers
 
     def scores(self, X: np.ndarray, rows: np.ndarray | None, out: np.ndarray) -> np.ndarray:
         """Scores of the rows of ``X`` (starting on a chunk boundary) into ``out``.
@@ -877,8 +892,13 @@ class _BlockLabeller:
             for first in range(0, left.size, self.score_rows):
                 todo = left[first : first + self.score_rows]
                 rows = np.take(xb, todo, axis=0, out=self.gathered[: todo.size], mode="clip")
-                scores = self.scorer.scores(rows, self.work.rows, self.work.scores(todo.size))
-                lab[todo] = np.argmin(scores, axis=1)
+                scores, nan = self.scorer.watched_scores(
+                    rows, self.work.rows, self.work.scores(todo.size)
+                )
+                found = np.argmin(scores, axis=1)
+                if nan:
+                    _argmin.fix_rows(scores, found)
+                lab[todo] = found
         if self.finite_check is not None and not finite and not all_finite(self.X[start:stop]):
             self.finite_check()  # raises validation's error, which looks at all of X
         if self.labels_out is not None:

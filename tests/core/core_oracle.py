@@ -39,6 +39,23 @@ def openmp_threads(n: int) -> Iterator[None]:
             os.environ["OMP_NUM_THREADS"] = old
 
 
+def sklearn_loop_labels(scores: np.ndarray, axis: int) -> np.ndarray:
+    """Labels as scikit-learn's compiled loop picks them from ``scores``.
+
+    Its ``_update_chunk_dense`` keeps center 0's score and moves to center
+    ``j`` only when ``score_j < best``: the first minimum, and a NaN is
+    never taken unless it is center 0's. Vectorised over the samples.
+    """
+    along = np.moveaxis(scores, axis, 0)
+    best = along[0].copy()
+    labels = np.zeros(best.shape, dtype=np.intp)
+    for j in range(1, along.shape[0]):
+        better = along[j] < best
+        best[better] = along[j][better]
+        labels[better] = j
+    return labels
+
+
 def sklearn_error(call: Callable[[], Any]) -> BaseException:
     """Run a scikit-learn call that must fail and return its exception."""
     try:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from core_oracle import SkMiniBatchKMeans
+from core_oracle import SkMiniBatchKMeans, sklearn_loop_labels
 
 from bridge_server.core import MiniBatchKMeans, _blas, _kmeans_steps, _prune
 
 
 def _scored_labels(X: np.ndarray, C: np.ndarray) -> np.ndarray:
-    """argmin of the exact scorer over all centers: the reference labels."""
+    """scikit-learn's pick from the exact scorer over all centers: the reference labels."""
     scorer = _kmeans_steps.Scorer(C.shape[0], C.shape[1], C.dtype)
     scorer.set_centers(C)
     out = np.empty((X.shape[0], C.shape[0]), C.dtype)
     with _blas.section(1):
-        return np.argmin(scorer.scores(X, scorer.row_buffer(X.shape[0]), out), axis=1)
+        scores = scorer.scores(X, scorer.row_buffer(X.shape[0]), out)
+        return sklearn_loop_labels(scores, axis=1)
 
 
 def _datasets(n_features: int, dtype: type) -> list[tuple[str, np.ndarray, np.ndarray]]:
