@@ -588,6 +588,10 @@ class Scorer:
 
         False proves none is: no operation made NaN and the centers hold none.
         """
+        if _argmin.records():  # (the fit loop, the final labels, score...)
+            _argmin.clear()
+            scores = self.scores(X, rows, out)
+            return scores, _argmin.seen() or not self.finite_centers
         with _argmin.watch():
             scores = self.scores(X, rows, out)
             return scores, _argmin.seen() or not self.finite_centers
@@ -1125,7 +1129,7 @@ def labels_inertia(
     # Unchecked input may hold NaN or infinity until a block's check finds it:
     # NumPy must not warn or raise about them first (scikit-learn's error is
     # a ValueError, and no warning). The helpers inherit this setting.
-    quiet = np.errstate(all="ignore") if finite_check is not None else contextlib.nullcontext()
+    quiet = _argmin.recording() if finite_check is not None else contextlib.nullcontext()
     with quiet:
         inertia = _labels_inertia_blocks(
             labeller,

@@ -8,13 +8,14 @@ and the ``get_params``/metadata-request plumbing in :mod:`._base`.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
-from . import _blas, _early_stop, _openmp, _row_norms, _screen
+from . import _argmin, _blas, _early_stop, _openmp, _row_norms, _screen
 from . import _kmeans_steps as steps
 from ._base import UNCHANGED, BaseEstimator
 from ._context import (
@@ -117,7 +118,7 @@ _SCHEMA = EstimatorSchema(
 _OUTPUT_CONTAINERS = ("default", "pandas", "polars")
 
 
-def _compiled() -> np.errstate:
+def _compiled() -> contextlib.AbstractContextManager[None]:
     """Floating-point error settings for what scikit-learn does in compiled code.
 
     Its labelling, inertia and center updates are Cython loops, which raise
@@ -127,7 +128,7 @@ def _compiled() -> np.errstate:
     the centers' squared change) stays under the caller's settings, so the
     warnings are the same as scikit-learn's.
     """
-    return np.errstate(all="ignore")
+    return _argmin.recording()  # (invalid operations recorded: see _argmin)
 
 
 class MiniBatchKMeans(BaseEstimator):

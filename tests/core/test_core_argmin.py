@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import warnings
 
@@ -74,7 +75,37 @@ def test_finite_total_of_center_norms():
     assert _argmin.finite_total(np.array([1.0, 2.0]))
     for bad in (np.nan, np.inf):
         assert not _argmin.finite_total(np.array([1.0, bad]))
-    assert not _argmin.finite_total(np.array([1e308, 1e308]))  # the sum overflows: look
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _argmin.finite_total(np.array([1e308, 1e308]))  # no sum to overflow
+
+
+def test_recording_blocks_record_on_every_thread_and_never_warn():
+    inf = np.full(4, np.inf)
+    assert not _argmin.records()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="raise"), _argmin.recording():
+            assert _argmin.records()
+            _argmin.clear()
+            np.multiply(inf, 1e308)  # overflow: ignored, as in compiled code
+            assert not _argmin.seen()
+            np.subtract(inf, inf)
+            assert _argmin.seen()
+            # A helper runs in a copy of this context (as labelling's do).
+            theirs: list[bool] = []
+            context = contextvars.copy_context()
+
+            def helper() -> None:
+                _argmin.clear()
+                np.subtract(inf, inf)
+                theirs.append(_argmin.records() and _argmin.seen())
+
+            other = threading.Thread(target=lambda: context.run(helper))
+            other.start()
+            other.join()
+            assert theirs == [True]
+        assert not _argmin.records()
 
 
 @pytest.mark.parametrize(
