@@ -68,12 +68,13 @@ def clear() -> None:
 def watch() -> np.errstate:
     """Error settings that record an invalid operation for :func:`seen` (and clear it).
 
-    Only the "invalid" setting changes: overflow, underflow and division
-    keep the caller's. Enter it around the products whose NaN matters, where
-    :func:`records` is False (it costs about 2.5 us).
+    Enter it around the products whose NaN matters, where :func:`records`
+    is False (it costs about 2.5 us). As :func:`recording`'s, other errors
+    are ignored, as in scikit-learn's compiled products: the recorder
+    replaces the caller's handler, so no other error may reach it.
     """
     _seen.nan = False
-    return np.errstate(invalid="call", call=_invalid)
+    return np.errstate(all="ignore", invalid="call", call=_invalid)
 
 
 def seen() -> bool:

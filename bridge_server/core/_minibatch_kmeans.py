@@ -131,6 +131,16 @@ def _compiled() -> contextlib.AbstractContextManager[None]:
     return _argmin.recording()  # (invalid operations recorded: see _argmin)
 
 
+def _error_settings() -> dict[str, Any]:
+    """The caller's floating-point error settings, its handler included, for ``np.errstate``.
+
+    ``np.geterr()`` leaves out the handler of the "call" and "log" modes,
+    which :func:`_compiled` replaces: restoring without it would hand the
+    caller's errors to the core's recorder.
+    """
+    return {**np.geterr(), "call": np.geterrcall()}
+
+
 class MiniBatchKMeans(BaseEstimator):
     """Mini-batch k-means clustering, a NumPy reimplementation of scikit-learn 1.5.2's.
 
@@ -374,7 +384,7 @@ class MiniBatchKMeans(BaseEstimator):
     def _finite_check(self, X: np.ndarray) -> Callable[[], None]:
         """The NaN/infinity check of ``X`` that validation left undone, as a callable."""
         name = type(self).__name__
-        caller = np.geterr()  # labelling runs with errors ignored; the check did not
+        caller = _error_settings()  # labelling runs with errors ignored; the check did not
 
         def check() -> None:
             with np.errstate(**caller):
@@ -707,7 +717,7 @@ class MiniBatchKMeans(BaseEstimator):
         step = 0
         batch_inertia = Bounded(0.0, 0.0)
         blas = _blas.held(1)
-        caller = np.geterr()
+        caller = _error_settings()
         with workspace, blas, _compiled():
             for step in range(n_steps):
                 blas.breathe()

@@ -134,3 +134,45 @@ def test_fits_whose_products_overflow_match_sklearn(dtype, n_features, n_cluster
         np.testing.assert_array_equal(ours.labels_, ref.labels_)
         np.testing.assert_array_equal(ours.cluster_centers_, ref.cluster_centers_)
         np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+
+
+class _Log:
+    """A "log" mode handler: NumPy writes each error's message to it."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, message: str) -> None:
+        self.lines.append(message)
+
+
+@pytest.mark.parametrize("mode", ["log", "call"])
+def test_the_callers_error_handler_gets_what_sklearns_gets(mode):
+    # The core records invalid operations with a handler of its own while it
+    # labels; where it hands errors back to the caller (predict's NaN check,
+    # the tolerance's sum) the caller's handler must be back, as in scikit-learn.
+    def run(cls):
+        log, calls = _Log(), []
+        handler = log if mode == "log" else (lambda kind, flag: calls.append(kind))
+        model = cls(n_clusters=2, random_state=0, n_init=1)
+        model.fit(np.random.RandomState(0).normal(size=(50, 2)))
+        X = np.zeros((4, 2))
+        X[0, 0], X[1, 0] = np.inf, -np.inf  # the check's sum warns "invalid value"
+        errors = []
+        for method in (model.predict, model.score):
+            with np.errstate(invalid=mode, call=handler):
+                try:
+                    method(X)
+                except ValueError as exc:
+                    errors.append(str(exc))
+        far = np.random.RandomState(0).normal(size=(300, 3)) * 1e160  # squares overflow
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with np.errstate(all="ignore", over=mode, call=handler):
+                cls(n_clusters=3, tol=1e-4, max_iter=5, random_state=0, n_init=1).fit(far)
+                assert np.geterrcall() is handler
+        return errors, log.lines, calls
+
+    expected = run(SkMiniBatchKMeans)
+    assert run(MiniBatchKMeans) == expected
+    assert expected[1] or expected[2]  # the handler did hear of errors
