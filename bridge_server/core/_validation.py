@@ -545,8 +545,10 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: np.dtype) -> 
     if sample_weight is None:
         return None
     if isinstance(sample_weight, numbers.Number):
-        sw = np.full(n_samples, sample_weight, dtype=dtype)
-        return None if n_samples and sw[0] == 1 else sw
+        # Cast as the full array would be (one value first: ones are not kept).
+        if n_samples and np.full(1, sample_weight, dtype=dtype)[0] == 1:
+            return None
+        return np.full(n_samples, sample_weight, dtype=dtype)
     if is_sparse(sample_weight):
         raise TypeError(
             "Sparse data was passed for sample_weight, but dense data is required. "
