@@ -40,6 +40,14 @@ def _invalid(kind: str, flag: int) -> None:
     _seen.nan = True
 
 
+def _recorder() -> np.errstate:
+    """Every floating-point error ignored, except invalid ones, which go to :func:`_invalid`.
+
+    The recorder replaces the caller's handler, so no other error may reach it.
+    """
+    return np.errstate(all="ignore", invalid="call", call=_invalid)
+
+
 @contextlib.contextmanager
 def recording() -> Iterator[None]:
     """No floating-point warnings or errors, and invalid operations recorded, for a block.
@@ -47,7 +55,7 @@ def recording() -> Iterator[None]:
     Helper threads running in a copy of this context (:class:`._twin.Twin`)
     record theirs too (NumPy 2 keeps its error settings in the context).
     """
-    with np.errstate(all="ignore", invalid="call", call=_invalid):
+    with _recorder():
         token = _RECORDING.set(True)
         try:
             yield
@@ -65,16 +73,17 @@ def clear() -> None:
     _seen.nan = False
 
 
-def watch() -> np.errstate:
-    """Error settings that record an invalid operation for :func:`seen` (and clear it).
+def watch() -> contextlib.AbstractContextManager[object]:
+    """Record, for :func:`seen`, the invalid operations of a block (and forget earlier ones).
 
-    Enter it around the products whose NaN matters, where :func:`records`
-    is False (it costs about 2.5 us). As :func:`recording`'s, other errors
-    are ignored, as in scikit-learn's compiled products: the recorder
-    replaces the caller's handler, so no other error may reach it.
+    Enter it around the products whose NaN matters. Under :func:`recording`
+    (the core's fits, final labels and scores) the settings are in place
+    already and it only clears the record; elsewhere it sets
+    :func:`recording`'s settings for the block (about 2.5 us): other errors
+    are ignored, as in scikit-learn's compiled products.
     """
-    _seen.nan = False
-    return np.errstate(all="ignore", invalid="call", call=_invalid)
+    clear()
+    return contextlib.nullcontext() if records() else _recorder()
 
 
 def seen() -> bool:
@@ -101,6 +110,18 @@ def argmin(scores: np.ndarray, axis: int) -> np.ndarray:
     nan = np.isnan(along)
     labels = np.argmin(np.where(nan, np.inf, along), axis=-1)
     labels[nan[..., 0]] = 0
+    return labels
+
+
+def row_labels(scores: np.ndarray, maybe_nan: bool, out: np.ndarray | None = None) -> np.ndarray:
+    """scikit-learn's labels of (n, k) ``scores``: ``np.argmin``'s, with its rule for NaN.
+
+    ``maybe_nan`` False (no operation made NaN and no center holds any)
+    spares the look for NaN. ``out`` (n,) receives the labels if given.
+    """
+    labels = np.argmin(scores, axis=1, out=out)
+    if maybe_nan:
+        fix_rows(scores, labels)
     return labels
 
 

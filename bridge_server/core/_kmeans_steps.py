@@ -547,10 +547,9 @@ class Scorer:
                 scores, work.flags, out[:whole], None if gaps is None else gaps[:whole]
             )
         if whole < n_rows:
-            scores, nan = self.watched_scores(X[whole:], work.rows, work.scores(n_rows - whole))
-            np.argmin(scores, axis=1, out=out[whole:])
-            if nan:
-                _argmin.fix_rows(scores, out[whole:])
+            scores = self.labelled_scores(
+                X[whole:], work.rows, work.scores(n_rows - whole), out[whole:]
+            )
             if gaps is not None:
                 _columns.row_gaps(scores, out[whole:], gaps[whole:])
         if margins is not None:
@@ -581,20 +580,20 @@ class Scorer:
             return None
         return np.ones((self.n_features + 1, n_rows), dtype=self.dtype).T
 
-    def watched_scores(
-        self, X: np.ndarray, rows: np.ndarray | None, out: np.ndarray
-    ) -> tuple[np.ndarray, bool]:
-        """:meth:`scores`, and whether any of them may be NaN (see :mod:`._argmin`).
+    def labelled_scores(
+        self, X: np.ndarray, rows: np.ndarray | None, out: np.ndarray, labels: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`scores` into ``out``, and scikit-learn's labels from them into ``labels``.
 
-        False proves none is: no operation made NaN and the centers hold none.
+        The argmin of each row, NaN skipped as scikit-learn skips it (see
+        :mod:`._argmin`; looked for only where an operation made NaN or a
+        center holds some). Returns the scores.
         """
-        if _argmin.records():  # (the fit loop, the final labels, score...)
-            _argmin.clear()
-            scores = self.scores(X, rows, out)
-            return scores, _argmin.seen() or not self.finite_centers
         with _argmin.watch():
             scores = self.scores(X, rows, out)
-            return scores, _argmin.seen() or not self.finite_centers
+            maybe_nan = _argmin.seen() or not self.finite_centers
+        _argmin.row_labels(scores, maybe_nan, out=labels)
+        return scores
 
     def scores(self, X: np.ndarray, rows: np.ndarray | None, out: np.ndarray) -> np.ndarray:
         """Scores of the rows of ``X`` (starting on a chunk boundary) into ``out``.
@@ -748,6 +747,15 @@ class LabelWork:
         return screen + flags + sum(a.nbytes for a in arrays if a is not None)
 
 
+def _differences(
+    X: np.ndarray, centers: np.ndarray, labels: np.ndarray, out: np.ndarray
+) -> np.ndarray:
+    """``X - centers[labels]`` (n_rows, n_features) into ``out``, which it returns."""
+    # mode="clip" only avoids take's buffering; the labels are in range.
+    centers.take(labels, axis=0, out=out, mode="clip")
+    return np.subtract(X, out, out=out)
+
+
 def _sample_sq_distances(
     X: np.ndarray,
     centers: np.ndarray,
@@ -767,8 +775,7 @@ def _sample_sq_distances(
     total that is only reported. ``diff`` is scratch of X's shape; ``out``
     (n_rows,) receives the result if given.
     """
-    centers.take(labels, axis=0, out=diff, mode="clip")
-    np.subtract(X, diff, out=diff)
+    _differences(X, centers, labels, diff)
     n_rows, n_features = diff.shape
     result = np.empty(n_rows, diff.dtype) if out is None else out
     if any_order and n_features >= FAST_SQ_MIN_FEATURES:
@@ -896,12 +903,10 @@ class _BlockLabeller:
             for first in range(0, left.size, self.score_rows):
                 todo = left[first : first + self.score_rows]
                 rows = np.take(xb, todo, axis=0, out=self.gathered[: todo.size], mode="clip")
-                scores, nan = self.scorer.watched_scores(
-                    rows, self.work.rows, self.work.scores(todo.size)
+                found = np.empty(todo.size, dtype=np.intp)
+                self.scorer.labelled_scores(
+                    rows, self.work.rows, self.work.scores(todo.size), found
                 )
-                found = np.argmin(scores, axis=1)
-                if nan:
-                    _argmin.fix_rows(scores, found)
                 lab[todo] = found
         if self.finite_check is not None and not finite and not all_finite(self.X[start:stop]):
             self.finite_check()  # raises validation's error, which looks at all of X
@@ -920,9 +925,9 @@ class _BlockLabeller:
             totals = sq[: -(-n // ROW_CHUNK)]
             for first in range(0, n, piece):
                 last = min(first + piece, n)
-                diff = self.diff[: last - first]
-                self.centers.take(lab[first:last], axis=0, out=diff, mode="clip")
-                np.subtract(xb[first:last], diff, out=diff)
+                diff = _differences(
+                    xb[first:last], self.centers, lab[first:last], self.diff[: last - first]
+                )
                 chunk = first // ROW_CHUNK
                 whole = (last - first) // ROW_CHUNK
                 if whole:
@@ -1654,8 +1659,7 @@ class StepWorkspace:
         negative (the bound then needs the weights' absolute values).
         """
         n_rows, n_features = X.shape
-        diff = centers.take(labels, axis=0, out=self.diff[:n_rows], mode="clip")
-        np.subtract(X, diff, out=diff)
+        diff = _differences(X, centers, labels, self.diff[:n_rows])
         if sample_weight is None:
             flat = diff.reshape(-1)
             total = magnitude = float(np.dot(flat, flat))
