@@ -1175,7 +1175,7 @@ def _chunk_totals(
     Only for an inertia that is only reported (not ``sklearn_order``), of
     unweighted float64 rows of :data:`FAST_SQ_MIN_FEATURES` or more
     features: a chunk's squared differences summed as one long row
-    (:func:`_row_dots`; about 3x faster than per-row sums at 50 features),
+    (:func:`_row_dots`; about 2x faster than per-row sums at 50 features),
     the chunks' totals added left to right whatever the blocks and threads.
     float32 keeps scikit-learn's row order: its float32 running sum drifts
     from the exact value as the rows add up, and the core's must drift alike.
