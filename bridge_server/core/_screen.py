@@ -81,18 +81,42 @@ def screens(n_features: int, n_clusters: int, dtype: np.dtype) -> bool:
     )
 
 
-class ScreenBuffers:
-    """One thread's float32 scratch for screening up to ``n_rows`` rows."""
+def _cache_lines(nbytes: int) -> int:
+    """``nbytes`` rounded up to whole 64-byte cache lines."""
+    return -(-nbytes // 64) * 64
 
-    def __init__(self, n_rows: int, n_clusters: int, n_features: int) -> None:
-        #: Rows rounded to float32, beside a column of ones (the norm term).
-        self.rows = np.ones((n_rows, n_features + 1), dtype=np.float32)
+
+class ScreenBuffers:
+    """One thread's float32 scratch for screening up to ``n_rows`` rows.
+
+    ``memory`` (uint8, at least :meth:`lendable_bytes`), if given, holds the
+    two largest buffers, :attr:`rows` and :attr:`scores`: a caller whose
+    other scratch is never in use during :meth:`Screen.label` lends it, so
+    that its loop touches less memory (see :class:`._kmeans_steps.StepWorkspace`).
+    """
+
+    def __init__(
+        self, n_rows: int, n_clusters: int, n_features: int, memory: np.ndarray | None = None
+    ) -> None:
+        width = n_features + 1
+        if memory is None:
+            memory = np.empty(self.lendable_bytes(n_rows, n_clusters, n_features), np.uint8)
+        split = _cache_lines(n_rows * width * 4)
+        #: Rows rounded to float32, beside a column of ones (the norm term;
+        #: written by each :meth:`Screen.label`, as the memory may be lent).
+        self.rows = memory[: n_rows * width * 4].view(np.float32).reshape(n_rows, width)
         #: Scores, one row per center (reductions over centers run along rows).
-        self.scores = np.empty((n_clusters, n_rows), dtype=np.float32)
+        self.scores = memory[split : split + n_clusters * n_rows * 4].view(np.float32)
+        self.scores = self.scores.reshape(n_clusters, n_rows)
         self.best = np.empty(n_rows, dtype=np.float32)
         self.threshold = np.empty(n_rows, dtype=np.float32)
         #: Which centers are within the threshold of each row's best, and their count.
         self.flags = _columns.Flags(n_clusters, n_rows)
+
+    @staticmethod
+    def lendable_bytes(n_rows: int, n_clusters: int, n_features: int) -> int:
+        """Bytes of :attr:`rows` and :attr:`scores` (the ``memory`` they may share)."""
+        return _cache_lines(n_rows * (n_features + 1) * 4) + n_rows * n_clusters * 4
 
     @staticmethod
     def bytes_per_row(n_clusters: int, n_features: int) -> int:
@@ -146,9 +170,13 @@ class Screen:
         # Rows with |x|^2 below this keep W under _MAX_BOUND.
         self._max_sq_norm = np.float32(min(((_MAX_BOUND / 2) / (2 * c_max)) ** 2, 1e38))
 
-    def buffers(self, n_rows: int) -> ScreenBuffers:
-        """Scratch for :meth:`label` on up to ``n_rows`` rows."""
-        return ScreenBuffers(n_rows, self._matrix.shape[0], self.n_features)
+    def buffers(self, n_rows: int, memory: np.ndarray | None = None) -> ScreenBuffers:
+        """Scratch for :meth:`label` on up to ``n_rows`` rows (``memory``: see the class)."""
+        return ScreenBuffers(n_rows, self._matrix.shape[0], self.n_features, memory)
+
+    def lendable_bytes(self, n_rows: int) -> int:
+        """:meth:`ScreenBuffers.lendable_bytes` for this screen."""
+        return ScreenBuffers.lendable_bytes(n_rows, self._matrix.shape[0], self.n_features)
 
     def label(
         self,
@@ -194,6 +222,7 @@ class Screen:
         K = self.n_features
         rows = buf.rows[:n]
         np.copyto(rows[:, :K], X, casting="same_kind")
+        rows[:, K] = 1.0
         norms = buf.threshold[:n]
         if sq_norms is None:
             # |x|^2 per row in float32: its relative error is well inside the margin.
