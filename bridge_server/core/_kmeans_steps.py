@@ -1542,13 +1542,11 @@ class StepWorkspace:
         self.diff = _carve(shared, (batch_size, n_features), dtype)
         # The batch inertia in scikit-learn's order (its OpenMP threads' blocks).
         self.summed = _openmp.PrangeSum(batch_size, sum_threads, dtype)
-        #: Flat positions in (k, f) of each batch value (shares memory, as :attr:`diff`).
-        self.flat_index = _carve(shared, (batch_size, n_features), np.dtype(np.intp))
+        #: :func:`_add_rows`'s table, and its scratch (shares memory, as :attr:`diff`).
+        self.flat_table = scatter_table(n_clusters, n_features)
+        width = self.flat_table.shape[1]
+        self.flat_index = _carve(shared, (batch_size, width), np.dtype(np.intp))
         self._weighted: np.ndarray | None = None
-        # Row c holds the flat positions of center c's features in a (k, f) array.
-        self.flat_table = np.arange(n_clusters * n_features, dtype=np.intp).reshape(
-            n_clusters, n_features
-        )
         self.acc = np.empty((n_clusters, n_features), dtype=dtype)
 
     @property
@@ -1710,6 +1708,37 @@ class StepWorkspace:
         return Bounded.sum_of(total, magnitude, n_rows * (n_features + 1), X.dtype)
 
 
+def scatter_table(n_clusters: int, n_features: int) -> np.ndarray:
+    """The flat positions (k, w) of each center's values in a (k, f) array, for :func:`_add_rows`.
+
+    With an even number of features the values go in pairs (``w = f / 2``),
+    otherwise one by one (``w = f``).
+    """
+    width = n_features // 2 if n_features % 2 == 0 else n_features
+    return np.arange(n_clusters * width, dtype=np.intp).reshape(n_clusters, width)
+
+
+def _add_rows(
+    acc: np.ndarray, rows: np.ndarray, labels: np.ndarray, table: np.ndarray, index: np.ndarray
+) -> None:
+    """Add row i of ``rows`` (m, f) to row ``labels[i]`` of ``acc`` (k, f), i = 0, 1, ...
+
+    Sequential per center, as scikit-learn's update: ``np.add.at`` adds
+    unbuffered, in index order. Where ``table`` (:func:`scatter_table`) pairs
+    the values, each pair is added as one complex number: complex addition
+    adds the real parts and the imaginary parts separately, each rounded
+    once, so the sums are the same bits, from half the index entries and
+    half the indexed additions (a 1,024 x 50 float64 batch: 45 us against
+    70). ``acc`` is C-contiguous; ``index`` is scratch of at least (m, w).
+    """
+    flat = table.take(labels, axis=0, out=index[: labels.shape[0]], mode="clip")
+    if table.shape[1] != acc.shape[1]:
+        pair = np.complex128 if acc.dtype == np.float64 else np.complex64
+        acc = acc.view(pair)
+        rows = np.ascontiguousarray(rows).view(pair)
+    np.add.at(acc.reshape(-1), flat.reshape(-1), rows.reshape(-1))
+
+
 def _carve(memory: np.ndarray, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
     """An array of ``shape`` and ``dtype`` over the start of ``memory`` (uint8)."""
     size = shape[0] * shape[1] * dtype.itemsize
@@ -1773,8 +1802,7 @@ def _accumulate_centers(
         every = bool((batch_weight > 0).all())
         contrib = np.multiply(X, sample_weight[:, np.newaxis], out=ws.weighted[:n_rows])
     acc = np.multiply(centers, weight_sums[:, np.newaxis], out=ws.acc)
-    flat = ws.flat_table.take(labels, axis=0, out=ws.flat_index[:n_rows], mode="clip")
-    np.add.at(acc.reshape(-1), flat.reshape(-1), contrib.reshape(-1))
+    _add_rows(acc, contrib, labels, ws.flat_table, ws.flat_index)
 
     if every:
         weight_sums += batch_weight
@@ -1950,9 +1978,8 @@ def large_batch_step(
         sq_norms=sq_norms,
     )
     block = min(rows_per_block(n_clusters, dtype.itemsize), n_rows)
-    # Row c holds the flat positions of center c's features in a (k, f) array.
-    flat_table = np.arange(n_clusters * n_features, dtype=np.intp).reshape(n_clusters, n_features)
-    flat_index = np.empty((block, n_features), dtype=np.intp)
+    flat_table = scatter_table(n_clusters, n_features)
+    flat_index = np.empty((block, flat_table.shape[1]), dtype=np.intp)
     weighted = None if sample_weight is None else np.empty((block, n_features), dtype=dtype)
     acc = np.multiply(centers, weight_sums[:, np.newaxis])
     if sample_weight is None:
@@ -1968,10 +1995,7 @@ def large_batch_step(
             contrib = np.multiply(
                 contrib, sample_weight[start:stop, np.newaxis], out=weighted[: stop - start]
             )
-        flat = np.take(
-            flat_table, labels[start:stop], axis=0, out=flat_index[: stop - start], mode="clip"
-        )
-        np.add.at(acc.reshape(-1), flat.reshape(-1), contrib.reshape(-1))
+        _add_rows(acc, contrib, labels[start:stop], flat_table, flat_index)
         check_cancelled()
     _move_received(acc, batch_weight, weight_sums, centers)
     if random_reassign and reassignment_ratio > 0:

@@ -362,3 +362,45 @@ def test_labelling_with_reused_scratch_equals_fresh_scratch(monkeypatch, n_featu
         fresh_labels, fresh_inertia = run(X)
         np.testing.assert_array_equal(labels, fresh_labels)
         assert inertia == fresh_inertia
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_features", [1, 2, 3, 8, 50])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_rows_added_in_pairs_equal_one_by_one_in_order(dtype, n_features, order):
+    # The center update's scatter adds pairs of values as complex numbers
+    # where the number of features is even: every center's sums must be the
+    # bits of adding its rows one at a time in batch order, also for signed
+    # zeros, infinities, NaN and values whose order of addition matters.
+    rng = np.random.RandomState(n_features)
+    n_clusters, n_rows = 7, 300
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e30, 1e-30, 3.0], dtype)
+    scales = 10.0 ** rng.randint(-8, 9, (n_rows, 1))
+    rows = (rng.normal(size=(n_rows, n_features)) * scales).astype(dtype)
+    labels = rng.randint(0, n_clusters, n_rows)
+    labels[:20] = 3  # one center gets a long run
+    # Special values for centers 0-2 only: the others' sums stay finite.
+    mask = (rng.rand(n_rows, n_features) < 0.05) & (labels[:, np.newaxis] < 3)
+    rows[mask] = rng.choice(specials, mask.sum())
+    rows = np.asarray(rows, order=order)
+    acc = (rng.normal(size=(n_clusters, n_features)) * 1e6).astype(dtype)
+    acc[6] = -0.0  # and center 6 gets only negative zeros: its sums stay -0.0
+    rows[labels == 6] = -0.0
+    table = _kmeans_steps.scatter_table(n_clusters, n_features)
+    assert table.shape[1] == (n_features // 2 if n_features % 2 == 0 else n_features)
+    index = np.empty((n_rows, table.shape[1]), dtype=np.intp)
+    expected = acc.copy()
+    with np.errstate(all="ignore"):  # inf - inf, and overflow in float32
+        for row, label in zip(rows, labels):
+            expected[label] += row
+        _kmeans_steps._add_rows(acc, rows, labels, table, index)
+
+    # Bit for bit, signed zeros included; where both operands of an addition
+    # are NaN, which one's sign survives is up to the instruction (as in
+    # scikit-learn's compiled loop), so NaN compares as NaN.
+    def bits(a: np.ndarray) -> bytes:
+        return np.where(np.isnan(a), dtype(np.nan), a).tobytes()
+
+    assert bits(acc) == bits(expected)
+    assert (~np.isfinite(expected[:3])).any() and np.isfinite(expected[3:]).all()
+    assert np.signbit(expected[6]).all() and (expected[6] == 0).all()
