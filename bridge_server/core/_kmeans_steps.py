@@ -40,7 +40,7 @@ from . import _argmin, _blas, _columns, _openmp, _prune, _scratch, _screen
 from ._context import check_cancelled, emit_verbose, warn
 from ._early_stop import Bounded
 from ._split_sum import usable_cores
-from ._twin import HELPERS, SplitChooser, Twin
+from ._twin import HELPERS, SplitChooser, Twin, split_history
 from ._validation import all_finite, is_close
 
 #: Rows per distance block: scikit-learn's ``CHUNK_SIZE`` (block heights change GEMM rounding).
@@ -1518,7 +1518,10 @@ class StepWorkspace:
         #: First row of the twin thread's half (a chunk boundary), or 0 for no split.
         self.split = (batch_size // 2) // ROW_CHUNK * ROW_CHUNK if halves else 0
         #: Whether each step is shared, by timing (see :class:`SplitChooser`).
-        self.chooser = SplitChooser(enabled=halves)
+        #: Loops whose steps are within a factor of two in work, and whether
+        #: their scores are screened, share what the trials found.
+        kind = ("step", work.bit_length(), _screen.screens(n_features, n_clusters, dtype))
+        self.chooser = SplitChooser(enabled=halves, history=split_history(kind))
         self._twin: Twin | None = None
         self.scorer = Scorer(n_clusters, n_features, dtype)
         self.sq = np.empty(batch_size, dtype=dtype)

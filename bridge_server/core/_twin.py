@@ -253,16 +253,69 @@ def run_parts(parts: Sequence[Callable[[], None]]) -> None:
         raise errors[0]
 
 
+class SplitHistory:
+    """What the trials of one kind of loop found, shared by its choosers in a process.
+
+    A trial costs: on a 2-core virtual machine where sharing loses, the
+    shared steps of a 200,000 x 50 fit that tried both ways at its start and
+    once more later took about 5% of its time. So a trial's finding outlives
+    the loop that made it: later loops start with it, and each trial that
+    confirms the way kept doubles the steps until the next (up to
+    :attr:`longest`), while one that changes it starts over from
+    :attr:`shortest`.
+
+    Attributes
+    ----------
+    choice : bool or None
+        Whether sharing was faster in the last trial (None before any).
+    interval : int
+        Steps kept after the last trial.
+    wait : int
+        Steps left, counted by every loop of this kind, until the next trial.
+    """
+
+    shortest = 256
+    longest = 16384
+
+    def __init__(self) -> None:
+        self.choice: bool | None = None
+        self.interval = self.shortest
+        self.wait = 0
+
+    def found(self, choice: bool) -> None:
+        """Record a trial's finding and start the wait for the next trial."""
+        if self.choice is None or choice != self.choice:
+            self.interval = self.shortest
+        else:
+            self.interval = min(2 * self.interval, self.longest)
+        self.choice = choice
+        self.wait = self.interval
+
+
+#: The process's histories, by kind of loop (see :func:`split_history`).
+_HISTORIES: dict[object, SplitHistory] = {}
+
+
+def split_history(kind: object) -> SplitHistory:
+    """The process-wide :class:`SplitHistory` of loops of ``kind`` (a hashable key)."""
+    history = _HISTORIES.get(kind)
+    if history is None:
+        history = _HISTORIES.setdefault(kind, SplitHistory())
+    return history
+
+
 class SplitChooser:
     """Chooses, by timing, whether a loop's steps go faster shared with a twin thread.
 
     Whether sharing pays depends on the machine more than on the sizes: on a
     virtual machine an idle core takes tens of microseconds to wake, and how
     long varies with the host's load. Both ways give the same results, so
-    the loop tries both. Steps run in blocks of :attr:`block` steps with and
-    without the twin, :attr:`rounds` blocks each, and the way with the lower
-    median step time is kept for the next :attr:`keep` steps; then both are
-    tried again (the host's load moves), in shorter trials.
+    loops try both. A trial runs steps in blocks of :attr:`block` steps with
+    and without the twin, :attr:`rounds` blocks each, and the way with the
+    lower median step time is kept until the next trial, which is shorter
+    (half the rounds). When trials come is up to the ``history`` (a
+    :class:`SplitHistory`): a loop whose history already holds a finding
+    starts with it, without a trial.
 
     Use: ``shared = chooser.next()`` before a step, ``chooser.record(seconds)``
     after it.
@@ -271,20 +324,26 @@ class SplitChooser:
     ----------
     enabled : bool
         False: :meth:`next` always answers False (the step is too small to share).
+    history : SplitHistory or None
+        The findings shared with other loops of this kind (None: this loop's own).
     """
 
     block = 4
     rounds = 4
-    keep = 256
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, history: SplitHistory | None = None) -> None:
         self.enabled = enabled
+        self.history = SplitHistory() if history is None else history
         self._times: dict[bool, list[float]] = {True: [], False: []}
-        self._trial = 2 * self.block * self.rounds  # steps left in the current trial
-        self._step = 0  # steps since the trial began, or since the choice was made
+        # Steps left in the current trial: a whole one if nothing is known yet.
+        self._trial = 2 * self.block * self.rounds if self.history.choice is None else 0
+        self._step = 0  # steps since the trial began
         self._current = True
-        #: The way kept after the last trial (sharing until one has ended).
-        self.choice = True
+
+    @property
+    def choice(self) -> bool:
+        """The way taken outside trials (sharing, until a trial has ended)."""
+        return self.history.choice is not False
 
     def next(self) -> bool:
         """Whether the next step should be shared with the twin thread."""
@@ -301,16 +360,19 @@ class SplitChooser:
         """Time of the step just run (as :meth:`next` said)."""
         if not self.enabled:
             return
-        self._step += 1
+        history = self.history
         if self._trial:
+            self._step += 1
             self._times[self._current].append(seconds)
             self._trial -= 1
             if not self._trial:
                 on, off = (sorted(self._times[way]) for way in (True, False))
                 if on and off:
-                    self.choice = on[len(on) // 2] < off[len(off) // 2]
+                    history.found(on[len(on) // 2] < off[len(off) // 2])
                 self._times = {True: [], False: []}
-                self._step = 0
-        elif self._step >= self.keep:
+            return
+        history.wait -= 1
+        if history.wait <= 0:
+            history.wait = history.interval  # (so that other loops do not start one too)
             self._trial = 2 * self.block * max(1, self.rounds // 2)
             self._step = 0

@@ -15,7 +15,7 @@ import pytest
 
 from bridge_server.core import _blas, _kmeans_steps, _prune
 from bridge_server.core import _twin as _twin_module
-from bridge_server.core._twin import SplitChooser, Twin, TwinPool
+from bridge_server.core._twin import SplitChooser, SplitHistory, Twin, TwinPool, split_history
 
 
 def test_blas_threads_are_controlled_where_numpy_bundles_openblas():
@@ -341,20 +341,52 @@ def _drive(chooser: SplitChooser, steps: int, cost: dict[bool, float]) -> list[b
 @pytest.mark.parametrize("faster", [True, False])
 def test_split_chooser_keeps_the_faster_way_and_tries_again_later(faster):
     chooser = SplitChooser(enabled=True)
+    history = chooser.history
     trial = 2 * chooser.block * chooser.rounds
     cost = {faster: 1.0, not faster: 2.0}
     taken = _drive(chooser, trial, cost)
     # The trial alternates blocks of each way, as many steps of each.
     assert taken[: 2 * chooser.block] == [True] * chooser.block + [False] * chooser.block
     assert taken.count(True) == taken.count(False) == trial // 2
-    assert chooser.choice is faster
-    assert _drive(chooser, chooser.keep, cost) == [faster] * chooser.keep
+    assert chooser.choice is faster and history.choice is faster
+    assert _drive(chooser, history.shortest, cost) == [faster] * history.shortest
     # Then a shorter trial, which follows a change of the machine's mood.
     retrial = 2 * chooser.block * max(1, chooser.rounds // 2)
     taken = _drive(chooser, retrial, {faster: 3.0, not faster: 2.0})
     assert taken.count(True) == taken.count(False)
     assert chooser.choice is not faster
     assert set(_drive(chooser, 10, cost)) == {not faster}
+
+
+def test_split_choosers_of_a_kind_share_their_findings_and_trial_less_when_confirmed():
+    history = SplitHistory()
+    first = SplitChooser(enabled=True, history=history)
+    cost = {True: 2.0, False: 1.0}  # sharing loses
+    trial = 2 * first.block * first.rounds
+    retrial = 2 * first.block * max(1, first.rounds // 2)
+    assert _drive(first, trial, cost).count(True) == trial // 2
+    assert history.choice is False and history.interval == history.shortest
+    # A later loop of the same kind starts with the finding: no trial.
+    second = SplitChooser(enabled=True, history=history)
+    assert _drive(second, history.shortest, cost) == [False] * history.shortest
+    # The next trial confirms it: twice as many steps until the one after.
+    assert _drive(second, retrial, cost).count(True) == retrial // 2
+    assert history.interval == 2 * history.shortest
+    third = SplitChooser(enabled=True, history=history)
+    assert _drive(third, 2 * history.shortest, cost) == [False] * (2 * history.shortest)
+    assert _drive(third, retrial, cost).count(True) == retrial // 2
+    assert history.interval == 4 * history.shortest
+    # Confirmed again and again, up to the longest wait.
+    for _ in range(20):
+        _drive(third, history.interval + retrial, cost)
+    assert history.interval == history.longest
+    # A trial that changes the way starts over from the shortest wait.
+    _drive(third, history.interval, cost)
+    assert _drive(third, retrial, {True: 1.0, False: 2.0}).count(True) == retrial // 2
+    assert history.choice is True and history.interval == history.shortest
+    # Loops of another kind know nothing of it.
+    assert split_history("some kind") is split_history("some kind")
+    assert split_history("some kind") is not split_history("another kind")
 
 
 def test_split_chooser_disabled_never_shares():
