@@ -223,18 +223,16 @@ class Screen:
         rows = buf.rows[:n]
         np.copyto(rows[:, :K], X, casting="same_kind")
         rows[:, K] = 1.0
-        norms = buf.threshold[:n]
+        threshold = buf.threshold[:n]
         if sq_norms is None:
             # |x|^2 per row in float32: its relative error is well inside the margin.
-            np.einsum("ij,ij->i", rows[:, :K], rows[:, :K], out=norms)
-        else:
-            np.copyto(norms, sq_norms)
-        if not np.maximum.reduce(norms) < self._max_sq_norm:
+            sq_norms = np.einsum("ij,ij->i", rows[:, :K], rows[:, :K], out=threshold)
+        if not np.maximum.reduce(sq_norms) < self._max_sq_norm:
             return None  # also when a square overflowed to inf, or for NaN
         scores = buf.scores[:, :n]
         np.matmul(self._matrix, rows.T, out=scores)
         best = np.minimum.reduce(scores, axis=0, out=buf.best[:n])
-        threshold = np.sqrt(norms, out=norms)
+        np.sqrt(sq_norms, out=threshold)  # |x|, the start of each row's threshold
         if margins is not None:
             np.copyto(margins.norms, threshold)
         threshold *= self._per_norm
