@@ -139,7 +139,18 @@ def test_wide_threaded_predict_in_long_screened_blocks_matches_sklearn(monkeypat
         (2, 20, np.float64, True, "one"),  # 1024 x 20 x 3: too little to share
     ],
 )
-def test_split_steps_match_sklearn(n_features, n_clusters, dtype, weighted, how):
+def test_split_steps_match_sklearn(monkeypatch, n_features, n_clusters, dtype, weighted, how):
+    # A fresh history of trials (not what earlier fits in this process found):
+    # the fit's own first trial shares half of its first 32 steps.
+    monkeypatch.setattr(_twin, "_HISTORIES", {})
+    taken: list[bool] = []
+    real_next = _twin.SplitChooser.next
+
+    def recorded(self: _twin.SplitChooser) -> bool:
+        taken.append(real_next(self))
+        return taken[-1]
+
+    monkeypatch.setattr(_twin.SplitChooser, "next", recorded)
     rng = np.random.RandomState(n_features)
     X = np.round(rng.normal(size=(30_000, n_features)) * 4, 1).astype(dtype)
     sample_weight = rng.uniform(0.5, 2, size=X.shape[0]) if weighted else None
@@ -156,6 +167,8 @@ def test_split_steps_match_sklearn(n_features, n_clusters, dtype, weighted, how)
         ours.cluster_centers_, ref.cluster_centers_, rtol=1e-6 if dtype == np.float32 else 1e-12
     )
     assert not any(t.name == "skbridge-twin" for t in threading.enumerate())
+    if _kmeans_steps._n_threads() > 1:
+        assert any(taken) == (how == "twin")
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])
