@@ -52,6 +52,9 @@ BLOCK_BYTES = 1 << 20
 #: Most features for which :class:`Scorer` folds ``|c|^2`` into the GEMM.
 FOLD_MAX_FEATURES = 2
 
+#: Most centers for which :class:`Scorer` folds (its probe scores that many).
+FOLD_MAX_CLUSTERS = 4096
+
 #: Fewest features for which :func:`labels_inertia` may sum a row's squared
 #: differences with ``einsum`` (2.5x faster at 50 features, slower below 8).
 FAST_SQ_MIN_FEATURES = 8
@@ -174,10 +177,18 @@ def upcast_rows(n_x: int, n_y: int, n_features: int) -> int:
     return max(int((-tmp + np.sqrt(tmp**2 + 4 * maxmem)) / 2), 1)
 
 
-def _fold_probe(dtype: np.dtype, n_features: int) -> bool:
-    """Whether folding ``|c|^2`` into the product is bitwise exact here (see :class:`Scorer`)."""
+def _fold_probe(dtype: np.dtype, n_features: int, n_clusters: int) -> bool:
+    """Whether folding ``|c|^2`` into the product is bitwise exact here (see :class:`Scorer`).
+
+    For ``n_clusters`` centers itself: which kernel OpenBLAS runs, and so
+    how it sums, depends on the product's width. (At 2 float64 features,
+    folding was exact for 67 centers but not for 196 to 199, 204 to 207,
+    ...: from 196 on, for 4 to 7 more than a multiple of 8.) Two whole
+    chunks, then a partial one, which :meth:`Scorer.product` multiplies
+    without folding.
+    """
     rng = np.random.RandomState(12345)  # a private generator: never the caller's draws
-    n_rows, n_clusters = 2 * ROW_CHUNK, 67
+    n_rows = 2 * ROW_CHUNK + 37
     for scale in (1.0, 1e-3, 1e3):
         X = (rng.normal(size=(n_rows, n_features)) * scale + 3 * scale).astype(dtype)
         C = (rng.normal(size=(n_clusters, n_features)) * scale).astype(dtype)
@@ -327,16 +338,23 @@ def _panelled(lhs: np.ndarray, rhs: np.ndarray, starts: tuple[int, ...]) -> np.n
 
 
 @functools.cache
-def _fold_norms(dtype: np.dtype, n_features: int) -> bool:
-    """Whether :class:`Scorer` may fold ``|c|^2`` into the GEMM for this dtype and width.
+def _fold_norms(dtype: np.dtype, n_features: int, n_clusters: int) -> bool:
+    """Whether :class:`Scorer` may fold ``|c|^2`` into the GEMM for this shape.
 
     Only for at most :data:`FOLD_MAX_FEATURES` features: OpenBLAS's x86 kernels
     accumulate ``K <= 3`` in order in one register per output, but not
     larger ``K`` (folded and separate adds were seen to differ from 3
-    features on). Kernels are picked at run time, so a probe on this machine
-    confirms it once per process.
+    features on), and not in every kernel (see :func:`_fold_probe`).
+    Kernels are picked at run time, so a probe on this machine confirms it
+    once per process and shape; a single center (whose product NumPy may
+    take another way) and more than :data:`FOLD_MAX_CLUSTERS` centers are
+    not folded.
     """
-    return n_features <= FOLD_MAX_FEATURES and _fold_probe(dtype, n_features)
+    return (
+        n_features <= FOLD_MAX_FEATURES
+        and 1 < n_clusters <= FOLD_MAX_CLUSTERS
+        and _fold_probe(dtype, n_features, n_clusters)
+    )
 
 
 @functools.cache
@@ -402,7 +420,7 @@ class Scorer:
         columns: bool | None = None,
     ) -> None:
         dtype = np.dtype(dtype)
-        self.fold = _fold_norms(dtype, n_features) if fold is None else fold
+        self.fold = _fold_norms(dtype, n_features, n_clusters) if fold is None else fold
         self.n_clusters = n_clusters
         self.n_features = n_features
         self.dtype = dtype
@@ -658,9 +676,20 @@ class Scorer:
         """
         if self.panels:
             return self._panelled_product(lhs, out)
-        _chunked_product(lhs, self.matrix, out)
         if not self.fold:
+            _chunked_product(lhs, self.matrix, out)
             out += self.norms
+            return out
+        n_rows = lhs.shape[0]
+        head = n_rows // ROW_CHUNK * ROW_CHUNK
+        if head:
+            _chunked_product(lhs[:head], self.matrix, out[:head])
+        if head < n_rows:
+            # A partial chunk, whose short product OpenBLAS may sum in
+            # another kernel: its norms are added after it, as when not folding.
+            tail = out[head:]
+            _gemm(lhs[head:, : self.n_features], self.matrix[: self.n_features], out=tail)
+            tail += self.norms
         return out
 
     def _panelled_product(self, lhs: np.ndarray, out: np.ndarray) -> np.ndarray:
