@@ -807,6 +807,7 @@ def _sample_sq_distances(
     out: np.ndarray | None = None,
     *,
     any_order: bool = False,
+    blocks: np.ndarray | None = None,
 ) -> np.ndarray:
     """Squared distance of each row to its assigned center, shape (n_rows,).
 
@@ -816,7 +817,8 @@ def _sample_sq_distances(
     features are summed by ``einsum`` instead (vectorised, order set by
     NumPy; the result still depends only on the row and its center), for a
     total that is only reported. ``diff`` is scratch of X's shape; ``out``
-    (n_rows,) receives the result if given.
+    (n_rows,) receives the result if given; ``blocks`` is scratch of at least
+    (n_features // 4, n_rows) in X's dtype (allocated if None).
     """
     _differences(X, centers, labels, diff)
     n_rows, n_features = diff.shape
@@ -825,14 +827,28 @@ def _sample_sq_distances(
         return np.einsum("ij,ij->i", diff, diff, out=result)
     np.multiply(diff, diff, out=diff)
     n_blocks = n_features // 4
-    if n_blocks:
+    if n_blocks and n_rows > 1:
+        # Each block's sums as one row of ``sums`` (block, row), then the
+        # blocks added in order by one reduction down its rows: NumPy adds
+        # row after row, element-wise, as long as a row holds more than one
+        # value (one row of blocks alone would be summed pairwise).
+        quads = diff[:, : 4 * n_blocks].reshape(n_rows, n_blocks, 4).transpose(1, 0, 2)
+        if blocks is None:
+            blocks = np.empty((n_blocks, n_rows), diff.dtype)
+        sums = blocks[:n_blocks, :n_rows]
+        np.add(quads[:, :, 0], quads[:, :, 1], out=sums)
+        sums += quads[:, :, 2]
+        sums += quads[:, :, 3]
+        np.add.reduce(sums, axis=0, out=result)
+        rem_start = 4 * n_blocks
+    elif n_blocks:
         quads = diff[:, : 4 * n_blocks].reshape(n_rows, n_blocks, 4)
-        blocks = quads[:, :, 0] + quads[:, :, 1]
-        blocks += quads[:, :, 2]
-        blocks += quads[:, :, 3]
-        np.copyto(result, blocks[:, 0])
+        row = quads[:, :, 0] + quads[:, :, 1]
+        row += quads[:, :, 2]
+        row += quads[:, :, 3]
+        np.copyto(result, row[:, 0])
         for j in range(1, n_blocks):
-            result += blocks[:, j]
+            result += row[:, j]
         rem_start = 4 * n_blocks
     else:
         np.copyto(result, diff[:, 0])
@@ -871,12 +887,14 @@ class _LabellerBuffers:
         self.labels = np.empty(block, dtype=np.intp)
         self.sq = np.empty(block, dtype=dtype) if with_inertia else None
         self.diff = np.empty((score_rows, n_features), dtype=dtype) if with_inertia else None
+        #: :func:`_sample_sq_distances`'s sums of blocks of four features.
+        self.blocks = np.empty((n_features // 4, score_rows), dtype) if with_inertia else None
         self.gathered = np.empty((score_rows, n_features), dtype=dtype) if with_table else None
 
     @property
     def nbytes(self) -> int:
         """Bytes of the buffers allocated so far."""
-        arrays = (self.labels, self.sq, self.diff, self.gathered)
+        arrays = (self.labels, self.sq, self.diff, self.blocks, self.gathered)
         return self.work.nbytes + sum(a.nbytes for a in arrays if a is not None)
 
 
@@ -920,6 +938,7 @@ class _BlockLabeller:
         self.labels = buffers.labels
         self.sq = buffers.sq
         self.diff = buffers.diff
+        self.blocks = buffers.blocks
         self.gathered = buffers.gathered
 
     def run(self, start: int, stop: int) -> np.ndarray | None:
@@ -989,6 +1008,7 @@ class _BlockLabeller:
                 self.diff[: last - first],
                 out=sq[first:last],
                 any_order=self.any_order,
+                blocks=self.blocks,
             )
         if self.sample_weight is not None:
             sq *= self.sample_weight[start:stop]
@@ -1579,6 +1599,8 @@ class StepWorkspace:
         width = self.flat_table.shape[1]
         self.flat_index = _carve(shared, (batch_size, width), np.dtype(np.intp))
         self._weighted: np.ndarray | None = None
+        # batch_inertia's sums of blocks of four features, made on first use.
+        self._blocks: np.ndarray | None = None
         self.acc = np.empty((n_clusters, n_features), dtype=dtype)
 
     @property
@@ -1702,7 +1724,11 @@ class StepWorkspace:
         of scikit-learn's OpenMP threads (the workspace's ``sum_threads``).
         """
         n_rows = X.shape[0]
-        sq = _sample_sq_distances(X, centers, labels, self.diff[:n_rows], out=self.sq[:n_rows])
+        if self._blocks is None:
+            self._blocks = np.empty((X.shape[1] // 4, self.capacity), X.dtype)
+        sq = _sample_sq_distances(
+            X, centers, labels, self.diff[:n_rows], out=self.sq[:n_rows], blocks=self._blocks
+        )
         if sample_weight is not None:
             sq *= sample_weight
         self.summed.restart(n_rows)

@@ -439,3 +439,35 @@ def test_rows_added_in_pairs_equal_one_by_one_in_order(dtype, n_features, order)
     assert bits(acc) == bits(expected)
     assert (~np.isfinite(expected[:3])).any() and np.isfinite(expected[3:]).all()
     assert np.signbit(expected[6]).all() and (expected[6] == 0).all()
+
+
+def _sklearn_row_sq(x: np.ndarray, c: np.ndarray) -> np.generic:
+    """One row's squared distance in scikit-learn's order, scalar by scalar in x's dtype."""
+    total = x.dtype.type(0)
+    n_blocks = x.size // 4
+    for j in range(n_blocks):
+        d = [x[4 * j + i] - c[4 * j + i] for i in range(4)]
+        total += ((d[0] * d[0] + d[1] * d[1]) + d[2] * d[2]) + d[3] * d[3]
+    for j in range(4 * n_blocks, x.size):
+        total += (x[j] - c[j]) * (x[j] - c[j])
+    return total
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_features", [1, 3, 4, 5, 8, 36, 50, 129])
+def test_squared_distances_are_summed_in_sklearns_order(dtype, n_features):
+    # Blocks of four features, then the blocks in order, then the rest: the
+    # blocks' sums are added by one reduction down (block, row) rows, which
+    # must stay element-wise (never pairwise) for every number of rows,
+    # with or without a scratch wider than the rows.
+    rng = np.random.RandomState(n_features)
+    for n_rows in (1, 2, 3, 7, 300):
+        scales = 10.0 ** rng.randint(-6, 7, size=(n_rows, n_features))
+        X = (rng.normal(size=(n_rows, n_features)) * scales).astype(dtype)
+        C = rng.normal(size=(5, n_features)) * 10.0 ** rng.randint(-6, 7, n_features)
+        C = C.astype(dtype)
+        labels = rng.randint(0, 5, n_rows)
+        expected = np.array([_sklearn_row_sq(x, C[k]) for x, k in zip(X, labels)], dtype)
+        for blocks in (None, np.empty((n_features // 4 + 1, n_rows + 5), dtype)):
+            got = _kmeans_steps._sample_sq_distances(X, C, labels, np.empty_like(X), blocks=blocks)
+            assert got.tobytes() == expected.tobytes()
