@@ -14,14 +14,14 @@ NumPy checks after each operation (BLAS products included), and under
 :func:`recording` (the core's settings for what scikit-learn does in
 compiled code) or :func:`watch` NumPy calls :func:`_invalid` for it instead
 of warning. NaN carried in from a center does not raise the flag, so
-callers also check their centers (:func:`finite_total`).
+callers also check their centers (``Scorer.finite_centers`` in
+:mod:`._kmeans_steps`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import math
 import threading
 from collections.abc import Iterator
 
@@ -89,15 +89,6 @@ def watch() -> contextlib.AbstractContextManager[object]:
 def seen() -> bool:
     """Whether an operation made NaN on this thread since the last :func:`watch`."""
     return bool(getattr(_seen, "nan", False))
-
-
-def finite_total(values: np.ndarray) -> bool:
-    """Whether ``values`` (the centers' squared norms, say: none negative) are all finite.
-
-    By their maximum, which NaN and infinity reach and which cannot
-    overflow (no error setting needed).
-    """
-    return math.isfinite(float(np.maximum.reduce(values, axis=None)))
 
 
 def argmin(scores: np.ndarray, axis: int) -> np.ndarray:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -456,10 +457,13 @@ class Scorer:
         """Score against ``centers`` (n_clusters, n_features) from now on."""
         np.multiply(centers, self._minus_two, out=self._scaled)
         np.einsum("ij,ij->i", centers, centers, out=self.norms)
+        # The largest squared norm: NaN and infinity reach it, and a maximum
+        # cannot overflow. The screen's bound needs it too.
+        largest = float(np.maximum.reduce(self.norms))
         #: Whether no score can be NaN unless a product makes it (see :mod:`._argmin`).
-        self.finite_centers = _argmin.finite_total(self.norms)
+        self.finite_centers = math.isfinite(largest)
         if self.screen is not None:
-            self.screen.set_centers(centers, self.norms)
+            self.screen.set_centers(centers, self.norms, largest)
 
     def work(
         self, n_rows: int, exact_rows: int | None = None, memory: np.ndarray | None = None
@@ -799,6 +803,11 @@ def _differences(
     return np.subtract(X, out, out=out)
 
 
+def _sq_by_einsum(n_features: int, any_order: bool) -> bool:
+    """Whether :func:`_sample_sq_distances` sums rows of ``n_features`` by ``einsum``."""
+    return any_order and n_features >= FAST_SQ_MIN_FEATURES
+
+
 def _sample_sq_distances(
     X: np.ndarray,
     centers: np.ndarray,
@@ -823,7 +832,7 @@ def _sample_sq_distances(
     _differences(X, centers, labels, diff)
     n_rows, n_features = diff.shape
     result = np.empty(n_rows, diff.dtype) if out is None else out
-    if any_order and n_features >= FAST_SQ_MIN_FEATURES:
+    if _sq_by_einsum(n_features, any_order):
         return np.einsum("ij,ij->i", diff, diff, out=result)
     np.multiply(diff, diff, out=diff)
     n_blocks = n_features // 4
@@ -887,14 +896,26 @@ class _LabellerBuffers:
         self.labels = np.empty(block, dtype=np.intp)
         self.sq = np.empty(block, dtype=dtype) if with_inertia else None
         self.diff = np.empty((score_rows, n_features), dtype=dtype) if with_inertia else None
-        #: :func:`_sample_sq_distances`'s sums of blocks of four features.
-        self.blocks = np.empty((n_features // 4, score_rows), dtype) if with_inertia else None
         self.gathered = np.empty((score_rows, n_features), dtype=dtype) if with_table else None
+        self._blocks: np.ndarray | None = None
+
+    @property
+    def blocks(self) -> np.ndarray:
+        """:func:`_sample_sq_distances`'s sums of blocks of four features, made on first use.
+
+        Only squares summed in scikit-learn's order need them (not those
+        summed by chunks or by ``einsum``).
+        """
+        if self._blocks is None:
+            assert self.diff is not None
+            score_rows, n_features = self.diff.shape
+            self._blocks = np.empty((n_features // 4, score_rows), self.diff.dtype)
+        return self._blocks
 
     @property
     def nbytes(self) -> int:
         """Bytes of the buffers allocated so far."""
-        arrays = (self.labels, self.sq, self.diff, self.blocks, self.gathered)
+        arrays = (self.labels, self.sq, self.diff, self._blocks, self.gathered)
         return self.work.nbytes + sum(a.nbytes for a in arrays if a is not None)
 
 
@@ -938,7 +959,7 @@ class _BlockLabeller:
         self.labels = buffers.labels
         self.sq = buffers.sq
         self.diff = buffers.diff
-        self.blocks = buffers.blocks
+        self.buffers = buffers
         self.gathered = buffers.gathered
 
     def run(self, start: int, stop: int) -> np.ndarray | None:
@@ -999,6 +1020,8 @@ class _BlockLabeller:
                     rest = diff[whole * ROW_CHUNK :].reshape(1, -1)
                     _row_dots(rest, out=totals[chunk + whole :][:1])
             return totals
+        # Scratch for the sums of blocks of four, where the rows are summed in order.
+        blocks = None if _sq_by_einsum(xb.shape[1], self.any_order) else self.buffers.blocks
         for first in range(0, n, piece):
             last = min(first + piece, n)
             _sample_sq_distances(
@@ -1008,7 +1031,7 @@ class _BlockLabeller:
                 self.diff[: last - first],
                 out=sq[first:last],
                 any_order=self.any_order,
-                blocks=self.blocks,
+                blocks=blocks,
             )
         if self.sample_weight is not None:
             sq *= self.sample_weight[start:stop]

@@ -99,12 +99,16 @@ class ScreenBuffers:
         self, n_rows: int, n_clusters: int, n_features: int, memory: np.ndarray | None = None
     ) -> None:
         width = n_features + 1
+        #: Whether the memory is lent, so that other scratch may overwrite it
+        #: between calls (:meth:`Screen.label` then writes the ones again).
+        self.lent = memory is not None
         if memory is None:
             memory = np.empty(self.lendable_bytes(n_rows, n_clusters, n_features), np.uint8)
         split = _cache_lines(n_rows * width * 4)
-        #: Rows rounded to float32, beside a column of ones (the norm term;
-        #: written by each :meth:`Screen.label`, as the memory may be lent).
+        #: Rows rounded to float32, beside a column of ones (the norm term).
         self.rows = memory[: n_rows * width * 4].view(np.float32).reshape(n_rows, width)
+        if not self.lent:
+            self.rows[:, n_features] = 1.0
         #: Scores, one row per center (reductions over centers run along rows).
         self.scores = memory[split : split + n_clusters * n_rows * 4].view(np.float32)
         self.scores = self.scores.reshape(n_clusters, n_rows)
@@ -151,10 +155,13 @@ class Screen:
         self._per_norm = self._constant = self._max_sq_norm = np.float32(0)
         self._c_max = 0.0
 
-    def set_centers(self, centers: np.ndarray, sq_norms: np.ndarray) -> None:
-        """Screen against ``centers`` (k, K) float64 with squared norms ``sq_norms`` (k,)."""
+    def set_centers(self, centers: np.ndarray, sq_norms: np.ndarray, largest: float) -> None:
+        """Screen against ``centers`` (k, K) float64 with squared norms ``sq_norms`` (k,).
+
+        ``largest`` is the largest of ``sq_norms`` (the caller has it).
+        """
         # Slightly enlarged: the float64 norms and square root round too.
-        c_max = math.sqrt(float(np.maximum.reduce(sq_norms))) * (1 + 1e-6)
+        c_max = math.sqrt(largest) * (1 + 1e-6)
         # Tiny centers would make float32 underflow matter; huge ones, overflow.
         self.active = _MIN_CENTER <= c_max and c_max * c_max < _MAX_BOUND / 2
         if not self.active:
@@ -222,7 +229,8 @@ class Screen:
         K = self.n_features
         rows = buf.rows[:n]
         np.copyto(rows[:, :K], X, casting="same_kind")
-        rows[:, K] = 1.0
+        if buf.lent:
+            rows[:, K] = 1.0
         threshold = buf.threshold[:n]
         if sq_norms is None:
             # |x|^2 per row in float32: its relative error is well inside the margin.

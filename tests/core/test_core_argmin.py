@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from core_oracle import SkMiniBatchKMeans, sklearn_loop_labels
 
-from bridge_server.core import MiniBatchKMeans, _argmin
+from bridge_server.core import MiniBatchKMeans, _argmin, _kmeans_steps
 
 
 def _scores(rng: np.random.RandomState, n: int, k: int) -> np.ndarray:
@@ -71,13 +71,20 @@ def test_watch_sees_operations_that_make_nan_on_its_own_thread():
                 np.subtract(inf, inf)  # the caller's setting again after
 
 
-def test_finite_total_of_center_norms():
-    assert _argmin.finite_total(np.array([1.0, 2.0]))
+def _finite_centers(norms: list[float]) -> bool:
+    """A scorer's ``finite_centers`` for one-feature centers of squared norms ``norms``."""
+    scorer = _kmeans_steps.Scorer(len(norms), 1, np.dtype(np.float64))
+    scorer.set_centers(np.sqrt(np.array(norms))[:, np.newaxis])
+    return scorer.finite_centers
+
+
+def test_centers_are_finite_by_their_largest_squared_norm():
+    assert _finite_centers([1.0, 2.0])
     for bad in (np.nan, np.inf):
-        assert not _argmin.finite_total(np.array([1.0, bad]))
+        assert not _finite_centers([1.0, bad])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert _argmin.finite_total(np.array([1e308, 1e308]))  # no sum to overflow
+        assert _finite_centers([1e308, 1e308])  # no sum to overflow
 
 
 def test_recording_blocks_record_on_every_thread_and_never_warn():
